@@ -1,0 +1,1 @@
+"""Analyses over emovec stores (pure functions on xarray + dask)."""

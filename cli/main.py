@@ -1,0 +1,43 @@
+"""Root `emovec` command group; turns library errors into one-line messages with their exit codes."""
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import version
+from typing import Any
+
+import click
+
+from emovec_store.errors import EmovecError
+
+
+class EmovecGroup(click.Group):
+    """A click group that prints an :class:`EmovecError` as one line and exits with its code.
+
+    Set ``EMOVEC_DEBUG=1`` to get the traceback instead.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmovecError as exc:
+            if os.environ.get("EMOVEC_DEBUG") == "1":
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=EmovecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("emovec"), prog_name="emovec")
+def cli() -> None:
+    """emovec: how does an open-weight LLM represent emotion?"""
+
+
+def _register() -> None:
+    from . import store as store_cmds
+
+    cli.add_command(store_cmds.store)
+    cli.add_command(store_cmds.demo)
+
+
+_register()

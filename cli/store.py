@@ -1,0 +1,114 @@
+"""`emovec store info|ls|verify|finalize|export` and `emovec demo`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import emovec_store
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@click.group()
+def store() -> None:
+    """Inspect, check, finalize and share activation stores."""
+
+
+@store.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(path: str, as_json: bool) -> None:
+    """Models, readouts, shapes, dtypes, sizes, completeness and provenance of a store."""
+    summary = emovec_store.info(emovec_store.open(path, allow_partial=True))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    state = "complete" if summary.get("complete") else "INCOMPLETE (not finalized)"
+    corpus = summary.get("corpus") or {}
+    click.echo(f"store     {summary['location']}  ({state}, schema {summary.get('emovec_schema')}, "
+               f"{_fmt_bytes(summary.get('stored_bytes'))})")
+    click.echo(f"stimuli   {summary['n_stimuli']}  corpus {corpus.get('name', '?')} {corpus.get('version', '')}"
+               f" sha256 {str(corpus.get('sha256', '?'))[:12]}")
+    click.echo(f"created   {summary.get('created')}  finalized {summary.get('finalized')}")
+    sw = summary.get("software", {})
+    click.echo("software  " + ", ".join(f"{k} {v}" for k, v in sw.items()))
+    for model, m in summary["models"].items():
+        attrs = m["attrs"]
+        click.echo(f"\nmodel {model}  ({_fmt_bytes(m['stored_bytes'])})")
+        for key in ("model", "source", "architecture", "n_layers", "d_model", "compute_dtype", "device",
+                    "layer_convention"):
+            if key in attrs:
+                click.echo(f"  {key:<17} {attrs[key]}")
+        for name, r in m["readouts"].items():
+            dims = "×".join(f"{d}={s}" for d, s in zip(r["dims"], r["shape"]))
+            click.echo(f"  readout {name:<14} {r['array']} [{dims}] {r['storage_dtype']} "
+                       f"chunks {r['chunks']}  batches {r['batches_done']}/{r['batches']}  "
+                       f"{_fmt_bytes(r['stored_bytes'])}")
+
+
+@store.command(name="ls")
+@click.argument("path")
+def ls_cmd(path: str) -> None:
+    """List the groups and arrays of a store."""
+    for line in emovec_store.ls(emovec_store.open(path, allow_partial=True)):
+        click.echo(line)
+
+
+@store.command()
+@click.argument("path")
+def verify(path: str) -> None:
+    """Re-hash every chunk file against the manifest; names each damaged chunk and exits 1."""
+    problems = emovec_store.verify(emovec_store.open(path))
+    if problems:
+        for line in problems:
+            click.echo(line, err=True)
+        raise emovec_store.IntegrityError(f"{len(problems)} problem(s) in {path}")
+    click.echo(f"ok: every chunk file of {path} matches its sha256")
+
+
+@store.command()
+@click.argument("path")
+def finalize(path: str) -> None:
+    """Check every done flag, write the manifest and consolidated metadata, mark the store complete."""
+    emovec_store.open(path, mode="r+", allow_partial=True).finalize()
+    click.echo(f"finalized {path}")
+
+
+@store.command()
+@click.argument("path")
+@click.option("--zip", "zip_out", type=click.Path(dir_okay=False), help="Write one uncompressed zip file.")
+@click.option("--zarr-format", type=click.Choice(["2"]), help="Write a Zarr format 2 copy (needs OUT).")
+@click.argument("out", required=False)
+def export(path: str, zip_out: str | None, zarr_format: str | None, out: str | None) -> None:
+    """Share a finalized store: `--zip OUT.zip`, or `--zarr-format 2 OUT` for older zarr/xarray."""
+    st = emovec_store.open(path)
+    if zip_out:
+        click.echo(f"wrote {emovec_store.export_zip(st, zip_out)}")
+    elif zarr_format == "2":
+        if not out:
+            raise click.UsageError("--zarr-format 2 needs an OUT path")
+        click.echo(f"wrote {emovec_store.export_zarr2(st, out)}")
+    else:
+        raise click.UsageError("choose --zip OUT.zip or --zarr-format 2 OUT")
+
+
+@click.command()
+@click.option("--store", "store_path", default="emovec-demo.zarr", show_default=True, type=click.Path())
+def demo(store_path: str) -> None:
+    """Write a small synthetic store (no model needed) and show it: a check that the install works."""
+    from emovec_store.demo import write_demo_store
+
+    st = write_demo_store(Path(store_path))
+    click.echo(f"wrote {st.location}")
+    for line in emovec_store.ls(st):
+        click.echo("  " + line)

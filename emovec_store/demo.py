@@ -1,0 +1,40 @@
+"""A small synthetic store: exercises create → stream → finalize without a model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import Store, create, open
+
+
+def write_demo_store(path: Path, *, n: int = 240, layers: int = 8, hidden: int = 64, seed: int = 0) -> Store:
+    """Write (or resume) a synthetic store whose pooled activations are emotion means plus noise."""
+    emotions = ["joyful", "calm", "furious", "sad"]
+    table = pd.DataFrame({
+        "stimulus": [f"demo-{i:04d}" for i in range(n)],
+        "kind": "story",
+        "emotion": [emotions[i % len(emotions)] for i in range(n)],
+        "topic": [f"topic-{(i // len(emotions)) % 10}" for i in range(n)],
+    })
+    table.attrs["corpus"] = {"name": "synthetic-demo", "version": "1", "emotions": emotions}
+    store = create(path, table)
+    store.add_model("demo", {"model": "synthetic", "layer_convention": "hidden_states index"},
+                    identity={"seed": seed})
+    chunk_rows = 64
+    batches = [(s, min(s + 16, n, (s // chunk_rows + 1) * chunk_rows)) for s in range(0, n, 16)]
+    store.add_readout("demo", "mean_from_50", stimulus_ids=table["stimulus"], layers=range(layers),
+                      hidden=hidden, storage_dtype="float16", batches=batches, chunk_rows=chunk_rows,
+                      n_tokens=[100] * n, attrs={"spec": "mean_from:50"})
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(layers, len(emotions), hidden)).astype(np.float32)
+    codes = np.arange(n) % len(emotions)
+    data = means[:, codes] + 0.5 * rng.normal(size=(layers, n, hidden)).astype(np.float32)
+    with store.writer("demo", "mean_from_50") as writer:
+        for b in writer.pending():
+            start, stop = writer.rows(b)
+            writer.write(b, data[:, start:stop])
+    if not store.complete:
+        store.finalize()
+    return open(path)

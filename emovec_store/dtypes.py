@@ -1,0 +1,88 @@
+"""Storage dtypes: float32, float16 (overflow-checked) and bfloat16 kept as raw uint16 bits.
+
+zarr has no bfloat16 data type, so bf16 values are stored as their uint16 bit patterns with the
+attribute ``emovec_logical_dtype = "bfloat16"``; decoding is a 16-bit left shift into a float32,
+which is exact.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError, NonFiniteActivationError
+
+StorageDtype = Literal["float32", "float16", "bfloat16"]
+STORAGE_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+
+#: The largest finite float16 value.
+FLOAT16_MAX = 65504.0
+#: Bit pattern of a quiet bfloat16 NaN; the fill value of bf16-bits arrays, so unwritten rows decode to NaN.
+BF16_NAN_BITS = 0x7FC0
+
+
+def parse_storage_dtype(value: str) -> StorageDtype:
+    """Validate a storage dtype name ("float32", "float16", "bfloat16"; aliases fp32/fp16/bf16)."""
+    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
+    name = aliases.get(value, value)
+    if name not in STORAGE_DTYPES:
+        raise InputError(f"unknown storage dtype {value!r}; expected one of {', '.join(STORAGE_DTYPES)}")
+    return name  # type: ignore[return-value]
+
+
+def physical_dtype(storage: StorageDtype) -> np.dtype:
+    """The numpy dtype written to disk for a storage dtype."""
+    return np.dtype({"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}[storage])
+
+
+def fill_value(storage: StorageDtype) -> float | int:
+    """The zarr fill value: NaN, so rows never written read back as NaN."""
+    return BF16_NAN_BITS if storage == "bfloat16" else float("nan")
+
+
+def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """Round float32 to bfloat16 (nearest, ties to even) and return the uint16 bit patterns.
+
+    Values that are already bfloat16 (e.g. computed in bf16 and upcast) convert exactly.
+    """
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounding = ((u >> 16) & 1) + np.uint32(0x7FFF)
+    bits = ((u + rounding) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        bits[nan] = BF16_NAN_BITS
+    return bits
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Decode uint16 bfloat16 bit patterns to float32 (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def encode_batch(data: np.ndarray, storage: StorageDtype, layers: np.ndarray) -> np.ndarray:
+    """Cast a float batch ``[layer, rows, hidden]`` to its storage form, refusing non-finite values.
+
+    Raises :class:`NonFiniteActivationError` naming the layer (hidden_states index) and value when
+    the input is non-finite or a value overflows float16.
+    """
+    data = np.asarray(data)
+    finite = np.isfinite(data)
+    if not finite.all():
+        layer_pos = int(np.argwhere(~finite)[0][0])
+        raise NonFiniteActivationError(
+            f"non-finite activation at layer {int(layers[layer_pos])} (the model produced NaN/inf; "
+            "try a wider compute dtype such as float32)")
+    if storage == "float32":
+        return data.astype("<f4", copy=False)
+    if storage == "float16":
+        with np.errstate(over="ignore"):  # overflow is detected below and raised with context
+            out = data.astype("<f2")
+        bad = ~np.isfinite(out)
+        if bad.any():
+            layer_pos = int(np.argwhere(bad)[0][0])
+            peak = float(np.abs(data[layer_pos]).max())
+            raise NonFiniteActivationError(
+                f"float16 overflow at layer {int(layers[layer_pos])}: |x| = {peak:.6g} > {FLOAT16_MAX:g}; "
+                "store as float32 or bfloat16 instead")
+        return out
+    return float32_to_bf16_bits(data.astype(np.float32, copy=False))

@@ -1,0 +1,83 @@
+"""Share a finalized store: one uncompressed zip file, or a Zarr format 2 copy for older stacks."""
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import zarr
+
+from .errors import IncompleteStoreError, InputError
+from .layout import dimension_names
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def _require_finalized(store: Store) -> Path:
+    if not store.complete or store.local_path is None:
+        raise IncompleteStoreError(f"only a finalized local store can be exported; {store.location!r} is "
+                                   "not (run `emovec store finalize` first)")
+    return store.local_path
+
+
+def _refuse_existing(out: Path) -> None:
+    if out.exists():
+        raise InputError(f"{str(out)!r} already exists; choose a new output path")
+
+
+def export_zip(store: Store, out: str | Path) -> Path:
+    """Zip a finalized store without compression (``ZIP_STORED``), so readers can seek into chunks.
+
+    ``emovec_store.open("x.zip")`` reads the result.
+    """
+    src, out = _require_finalized(store), Path(out)
+    _refuse_existing(out)
+    tmp = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                zf.write(full, os.path.relpath(full, src))
+    os.replace(tmp, out)
+    return out
+
+
+def export_zarr2(store: Store, out: str | Path) -> Path:
+    """Copy a finalized store to Zarr format 2 (same arrays, attributes and raw bytes).
+
+    Dimension names go into ``_ARRAY_DIMENSIONS`` so xarray on older stacks labels the arrays;
+    bf16-bits arrays stay uint16 with their ``emovec_logical_dtype`` attribute.
+    """
+    _require_finalized(store)
+    out = Path(out)
+    _refuse_existing(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dst = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
+    _copy_group(store._root, dst)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(zarr.storage.LocalStore(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def _copy_group(src: zarr.Group, dst: zarr.Group) -> None:
+    dst.attrs.update(dict(src.attrs))
+    for name, arr in src.arrays():
+        attrs = {**dict(arr.attrs), "_ARRAY_DIMENSIONS": list(dimension_names(arr))}
+        dtype = str if arr.dtype.kind in "TUO" else arr.dtype
+        new = dst.create_array(name, shape=arr.shape, chunks=arr.chunks, dtype=dtype,
+                               fill_value=arr.fill_value, compressors=None, attributes=attrs)
+        if arr.ndim == 3:  # one layer at a time keeps memory at one layer
+            for i in range(arr.shape[0]):
+                new[i] = arr[i]
+        elif arr.size:
+            new[...] = arr[...]
+    for name, group in src.groups():
+        _copy_group(group, dst.create_group(name))

@@ -1,0 +1,79 @@
+"""Names and paths of the store schema (version 1); see docs/store.md for the whole layout.
+
+A store is a Zarr v3 hierarchy::
+
+    /                          attrs: emovec_schema, created, finalized, complete, software
+    /stimuli/                  one row per stimulus: stimulus id, labels, text_sha256
+    /models/<slug>/            attrs: provenance of the model
+    /models/<slug>/<readout>/  pooled (layer, stimulus, hidden) or, for per-token readouts,
+                               acts (layer, token, hidden) + CSR index arrays
+    /models/<slug>/<readout>/_progress/   the immutable batch plan, per-batch done flags and max |x|
+
+Chunk files use zarr's default v3 key encoding (``c/<i>/<j>/<k>``), uncompressed (``bytes`` codec
+only), so a chunk file is raw little-endian C-order data that numpy can memmap directly.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from .dtypes import StorageDtype, physical_dtype
+
+SCHEMA_VERSION = 1
+#: Label columns of the stimulus table that are copied into every readout as coordinates.
+LABEL_COLUMNS: tuple[str, ...] = ("kind", "emotion", "topic", "split", "language", "perspective",
+                                  "text_sha256")
+POOLED = "pooled"
+ACTS = "acts"
+PROGRESS = "_progress"
+#: Group holding the sha256 manifest (arrays ``path`` and ``sha256``), written at finalize.
+MANIFEST_GROUP = "_manifest"
+#: Target size of one chunk file; store-notes §2.3: 2–16 MB chunks read fast and write aligned.
+TARGET_CHUNK_BYTES = 8 * 2**20
+MAX_POOLED_CHUNK_ROWS = 4096
+
+
+def slugify(name: str) -> str:
+    """A filesystem- and zarr-safe group name: ``"HuggingFaceTB/SmolLM2-135M"`` → ``"huggingfacetb--smollm2-135m"``."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower().replace("/", "--")).strip("-.")
+    if not slug:
+        raise ValueError(f"cannot make a group name from {name!r}")
+    return slug
+
+
+def default_chunk_rows(n_rows: int, hidden: int, storage: StorageDtype, *,
+                       max_rows: int = MAX_POOLED_CHUNK_ROWS) -> int:
+    """Rows per chunk so that one chunk file (one layer) is about 8 MiB, never more than ``max_rows``."""
+    row_bytes = hidden * physical_dtype(storage).itemsize
+    rows = max(1, TARGET_CHUNK_BYTES // row_bytes)
+    return int(max(1, min(n_rows, rows, max_rows)))
+
+
+def default_token_chunk_rows(hidden: int, storage: StorageDtype) -> int:
+    """Tokens per chunk of a per-token ``acts`` array (8192 for d=576 fp16, scaled for other sizes)."""
+    row_bytes = hidden * physical_dtype(storage).itemsize
+    return int(max(256, min(8192, 2 ** int(math.log2(max(1, TARGET_CHUNK_BYTES // row_bytes))))))
+
+
+def chunk_file(array_dir: Path, chunk_index: tuple[int, ...]) -> Path:
+    """Path of one chunk file of an uncompressed v3 array under the default key encoding."""
+    return array_dir.joinpath("c", *(str(i) for i in chunk_index))
+
+
+def lock_dir(store_dir: Path) -> Path:
+    """Where writers keep their lock files: next to the store, so zarr never lists them."""
+    return store_dir.with_name(store_dir.name + ".locks")
+
+
+def readout_group(model: str, readout: str) -> str:
+    """The zarr path of a readout group."""
+    return f"models/{model}/{readout}"
+
+
+def dimension_names(array: object) -> tuple[str, ...]:
+    """Dimension names of a zarr array, format 3 (metadata) or format 2 (``_ARRAY_DIMENSIONS``)."""
+    names = getattr(getattr(array, "metadata", None), "dimension_names", None)
+    if names is None:
+        names = getattr(array, "attrs", {}).get("_ARRAY_DIMENSIONS", ())
+    return tuple(names or ())

@@ -1,0 +1,443 @@
+"""Create and open emovec stores; the read API returns labelled, lazy xarray objects."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from . import layout
+from .dtypes import StorageDtype, bf16_bits_to_float32, fill_value, parse_storage_dtype, physical_dtype
+from .errors import (IncompatibleStoreError, IncompleteStoreError, InputError, ReadOnlyStoreError,
+                     SchemaVersionError, StoreNotFoundError)
+from .progress import Progress, done_flags
+
+if TYPE_CHECKING:
+    from .writer import StreamWriter
+
+Mode = Literal["r", "r+"]
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that shape the bytes in a store."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("emovec", "zarr", "numcodecs", "numpy", "xarray", "dask", "torch", "transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def stimuli_sha256(table: pd.DataFrame) -> str:
+    """A hash of the stimulus table (ids, labels and text hashes) that the store records."""
+    cols = ["stimulus"] + [c for c in layout.LABEL_COLUMNS if c in table.columns]
+    h = hashlib.sha256()
+    for row in table[cols].itertuples(index=False):
+        h.update(json.dumps(list(map(str, row)), ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _normalise_stimuli(stimuli: pd.DataFrame) -> pd.DataFrame:
+    if "stimulus" not in stimuli.columns:
+        raise InputError("the stimulus table needs a 'stimulus' column of unique ids", field="stimulus")
+    if len(stimuli) == 0:
+        raise InputError("the stimulus table is empty")
+    table = stimuli.reset_index(drop=True).copy()
+    table["stimulus"] = table["stimulus"].astype(str)
+    dup = table["stimulus"][table["stimulus"].duplicated()]
+    if len(dup):
+        raise InputError(f"duplicate stimulus id {dup.iloc[0]!r}", field="stimulus")
+    if "text_sha256" not in table.columns and "text" in table.columns:
+        table["text_sha256"] = [hashlib.sha256(str(t).encode()).hexdigest() for t in table["text"]]
+    for col in layout.LABEL_COLUMNS:
+        if col in table.columns:
+            table[col] = table[col].fillna("").astype(str)
+    return table
+
+
+def _write_strings(group: zarr.Group, name: str, values: Sequence[str], dim: str) -> None:
+    arr = group.create_array(name, shape=(len(values),), chunks=(max(1, len(values)),), dtype=str,
+                             dimension_names=(dim,), overwrite=True)
+    arr[:] = np.asarray(list(values), dtype=object).astype(str)
+
+
+def _write_ints(group: zarr.Group, name: str, values: Any, dim: str, dtype: str = "<i4",
+                chunks: int | None = None) -> None:
+    values = np.asarray(values, dtype=dtype)
+    arr = group.create_array(name, shape=values.shape, chunks=(chunks or max(1, len(values)),),
+                             dtype=dtype, dimension_names=(dim,), compressors=None, overwrite=True)
+    if len(values):
+        arr[:] = values
+
+
+def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
+           exist_ok: bool = True) -> Store:
+    """Create a store for a stimulus table, or open the existing one made for the same table.
+
+    Parameters
+    ----------
+    path : directory to create (``NAME.zarr``).
+    stimuli : DataFrame with a unique ``stimulus`` id column and optional label columns
+        (``kind``, ``emotion``, ``topic``, ``split``, ``language``, ``perspective``), ``text`` and
+        ``text_sha256``. ``stimuli.attrs["corpus"]`` (name, version, sha256) is recorded.
+    store_text : also store the texts (off by default: stores are shared, corpora may be private).
+    exist_ok : reopen an existing store made for the same table; a different table is refused.
+    """
+    path = Path(path)
+    table = _normalise_stimuli(stimuli)
+    digest = stimuli_sha256(table)
+    if (path / "zarr.json").exists():
+        if not exist_ok:
+            raise IncompatibleStoreError(f"store {str(path)!r} already exists")
+        store = open(path, mode="r+", allow_partial=True)
+        theirs = store.attrs.get("stimuli_sha256")
+        if theirs != digest:
+            raise IncompatibleStoreError(
+                f"store {str(path)!r} was made for a different stimulus table (sha256 {str(theirs)[:12]}…, "
+                f"this one {digest[:12]}…); use a new --store path")
+        return store
+    if path.exists() and any(path.iterdir()):
+        raise InputError(f"{str(path)!r} exists and is not an emovec store; choose another path")
+    root = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
+    group = root.create_group("stimuli")
+    n = len(table)
+    _write_strings(group, "stimulus", table["stimulus"], "stimulus")
+    for col in layout.LABEL_COLUMNS + (("text",) if store_text else ()):
+        if col in table.columns:
+            _write_strings(group, col, table[col].fillna("").astype(str), "stimulus")
+    corpus = dict(stimuli.attrs.get("corpus", {}))
+    categories = corpus.get("emotions") or sorted({e for e in table.get("emotion", []) if e})
+    group.attrs.update({"corpus": corpus, "emotion_categories": list(categories), "n_stimuli": n})
+    root.create_group("models")
+    root.attrs.update({"emovec_schema": layout.SCHEMA_VERSION, "created": _now(), "finalized": None,
+                       "complete": False, "software": software_versions(), "stimuli_sha256": digest})
+    return open(path, mode="r+", allow_partial=True)
+
+
+def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:
+    if "://" in location:
+        if mode != "r":
+            raise ReadOnlyStoreError(f"stores at URLs open read-only: {location}")
+        return zarr.storage.FsspecStore.from_url(location, read_only=True), None
+    path = Path(location)
+    if path.suffix == ".zip":
+        if not path.is_file():
+            raise StoreNotFoundError(f"no such file: {location!r}")
+        if mode != "r":
+            raise ReadOnlyStoreError(f"zip stores open read-only: {location}")
+        return zarr.storage.ZipStore(path, mode="r", read_only=True), None
+    if not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
+        raise StoreNotFoundError(f"no emovec store at {location!r} (no zarr.json there)")
+    return zarr.storage.LocalStore(path, read_only=(mode == "r")), path
+
+
+def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = False) -> Store:  # noqa: A001
+    """Open a store directory, a ``.zip`` export, or a read-only ``http(s)://`` URL.
+
+    An incomplete (not finalized) store raises :class:`IncompleteStoreError` unless
+    ``allow_partial=True``; rows never written then read as NaN.
+    """
+    location = str(path_or_url)
+    zstore, local = _zarr_store(location, mode)
+    try:
+        root = zarr.open_group(zstore, mode="r" if mode == "r" else "r+",
+                               use_consolidated=None if mode == "r" else False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise StoreNotFoundError(f"no emovec store at {location!r}") from exc
+    attrs = dict(root.attrs)
+    if attrs.get("emovec_schema") != layout.SCHEMA_VERSION:
+        raise SchemaVersionError(f"{location!r} has emovec_schema={attrs.get('emovec_schema')!r}; this "
+                                 f"emovec reads schema {layout.SCHEMA_VERSION}")
+    if not attrs.get("complete") and not allow_partial:
+        raise IncompleteStoreError(
+            f"store {location!r} is not finalized (extraction unfinished or `emovec store finalize` not run); "
+            "pass allow_partial=True to read it anyway (unwritten rows are NaN)")
+    return Store(root, zstore, location, local, mode)
+
+
+class Store:
+    """An open emovec store. Obtain one with :func:`create` or :func:`open`."""
+
+    def __init__(self, root: zarr.Group, zstore: Any, location: str, local_path: Path | None,
+                 mode: Mode) -> None:
+        self._root, self._zstore = root, zstore
+        self.location, self.local_path, self.mode = location, local_path, mode
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return f"<emovec Store {self.location!r} ({state}; models: {', '.join(self.models) or 'none'})>"
+
+    # -- metadata -------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes (schema version, timestamps, completeness, software versions)."""
+        return dict(self._root.attrs)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._root.attrs.get("complete"))
+
+    @property
+    def models(self) -> list[str]:
+        """Model slugs in the store."""
+        return sorted(name for name, _ in self._root["models"].groups())
+
+    def model_attrs(self, model: str) -> dict[str, Any]:
+        """Provenance attributes of one model."""
+        return dict(self._model_group(model).attrs)
+
+    def readouts(self, model: str) -> list[str]:
+        """Readout (pooling spec) groups of one model."""
+        return sorted(name for name, _ in self._model_group(model).groups()
+                      if name != "derived" and not name.startswith("."))
+
+    def readout_attrs(self, model: str, readout: str) -> dict[str, Any]:
+        return dict(self._readout_group(model, readout).attrs)
+
+    def progress(self, model: str, readout: str) -> Progress:
+        """Done and total batches of one readout."""
+        flags = done_flags(self._readout_group(model, readout), self._readout_dir(model, readout))
+        return Progress(int(flags.sum()), int(flags.size))
+
+    def _model_group(self, model: str) -> zarr.Group:
+        models = self._root["models"]
+        if model not in models:
+            raise InputError(f"store {self.location!r} has no model {model!r}; available: "
+                             f"{', '.join(self.models) or 'none'}")
+        return models[model]
+
+    def _readout_group(self, model: str, readout: str) -> zarr.Group:
+        group = self._model_group(model)
+        if readout not in group:
+            raise InputError(f"store {self.location!r} has no readout {readout!r} for model {model!r}; "
+                             f"available: {', '.join(self.readouts(model)) or 'none'}")
+        return group[readout]
+
+    def _readout_dir(self, model: str, readout: str) -> Path | None:
+        return None if self.local_path is None else self.local_path / layout.readout_group(model, readout)
+
+    # -- reading --------------------------------------------------------------------------------
+    def _open_xr(self, group: str) -> xr.Dataset:
+        ds = xr.open_zarr(self._zstore, group=group, chunks={}, consolidated=self.complete,
+                          mask_and_scale=False)
+        for var in ds.variables.values():  # fill values are not masked here (bf16 bits must stay raw)
+            var.attrs.pop("_FillValue", None)
+        return ds
+
+    @property
+    def stimuli(self) -> xr.Dataset:
+        """The stimulus table: one row per stimulus, labels as variables along ``stimulus``."""
+        return _plain_strings(self._open_xr("stimuli").load())
+
+    def dataset(self, model: str, readout: str | None = None) -> xr.Dataset:
+        """One readout as a lazy Dataset with dims ``(layer, stimulus, hidden)`` (per-token readouts:
+        ``(layer, token, hidden)``); labels are coordinates and bf16 bits are decoded to float32."""
+        readouts = self.readouts(model)
+        if readout is None:
+            if len(readouts) != 1:
+                raise InputError(f"model {model!r} has readouts {', '.join(readouts)}; name one")
+            readout = readouts[0]
+        self._readout_group(model, readout)
+        ds = self._open_xr(layout.readout_group(model, readout))
+        labels = [v for v in ds.data_vars if ds[v].dims == ("stimulus",)]
+        ds = ds.set_coords(labels)
+        # labels are tiny and groupby needs them in memory
+        ds = ds.assign_coords({c: ds[c].load() for c in ds.coords if "stimulus" in ds[c].dims})
+        for name in (layout.POOLED, layout.ACTS):
+            if name in ds and ds[name].attrs.get("emovec_logical_dtype") == "bfloat16":
+                raw = ds[name]
+                decoded = raw.data.map_blocks(bf16_bits_to_float32, dtype=np.float32)
+                ds[name] = raw.copy(data=decoded)
+        return _plain_strings(ds)
+
+    def tree(self) -> xr.DataTree:
+        """All models and readouts as one DataTree (models may differ in layer count and width)."""
+        nodes: dict[str, xr.Dataset] = {"/stimuli": self.stimuli}
+        for model in self.models:
+            for readout in self.readouts(model):
+                nodes[f"/models/{model}/{readout}"] = self.dataset(model, readout)
+        tree = xr.DataTree.from_dict(nodes)
+        tree.attrs = self.attrs
+        for model in self.models:
+            tree[f"models/{model}"].attrs = self.model_attrs(model)
+        return tree
+
+    # -- writing --------------------------------------------------------------------------------
+    def _check_writable(self) -> Path:
+        if self.mode != "r+" or self.local_path is None:
+            raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
+        if self.complete:
+            raise IncompatibleStoreError(f"store {self.location!r} is finalized; it can no longer change "
+                                         "(extract into a new store)")
+        return self.local_path
+
+    def add_model(self, model: str, attrs: Mapping[str, Any], *,
+                  identity: Mapping[str, Any] | None = None) -> None:
+        """Create the group of a model, or check that an existing one is the same model.
+
+        ``identity`` (model file hash, revision, tokenizer hash…) must match on append; a mismatch
+        raises :class:`IncompatibleStoreError` listing every differing key.
+        """
+        self._check_writable()
+        identity = dict(identity or {})
+        models = self._root["models"]
+        if model in models:
+            theirs = dict(models[model].attrs.get("identity", {}))
+            diff = [f"{k}: store has {theirs.get(k)!r}, this run {identity.get(k)!r}"
+                    for k in sorted(set(theirs) | set(identity)) if theirs.get(k) != identity.get(k)]
+            if diff:
+                raise IncompatibleStoreError(f"model {model!r} in {self.location!r} differs: " + "; ".join(diff))
+            return
+        models.create_group(model, attributes={**attrs, "identity": identity})
+
+    def add_readout(self, model: str, readout: str, *, stimulus_ids: Sequence[str],
+                    layers: Sequence[int], hidden: int, storage_dtype: StorageDtype | str,
+                    batches: Sequence[tuple[int, int]], chunk_rows: int | None = None,
+                    n_tokens: Sequence[int] | None = None,
+                    token_ids: Sequence[Sequence[int]] | None = None,
+                    token_chunk_rows: int | None = None,
+                    attrs: Mapping[str, Any] | None = None) -> None:
+        """Create a readout group (arrays, batch plan, labels), or check an existing one matches.
+
+        Parameters
+        ----------
+        stimulus_ids : the readout's stimuli, in row order (the order batches are written in).
+        layers : hidden_states indices stored (0 = embeddings, i = output of decoder block i-1).
+        batches : the immutable batch plan: ``[start, stop)`` row ranges covering every row once, in
+            order; no batch may cross a chunk boundary (so writers never share a chunk).
+        n_tokens : tokens seen per stimulus (recorded; required for per-token readouts).
+        token_ids : per-token readouts only: the token ids of each stimulus; ``acts`` then holds one
+            row per token in CSR layout (``offsets``), instead of ``pooled``.
+        attrs : the readout's attributes, e.g. its spec verbatim and the short-text rule.
+        """
+        path = self._check_writable()
+        storage = parse_storage_dtype(storage_dtype)
+        model_group = self._model_group(model)
+        ids = [str(s) for s in stimulus_ids]
+        n, n_layers = len(ids), len(layers)
+        per_token = token_ids is not None
+        chunk_rows = chunk_rows or layout.default_chunk_rows(n, hidden, storage)
+        _check_plan(batches, n, chunk_rows)
+        spec = {"kind": "tokens" if per_token else "pooled", "layers": [int(x) for x in layers],
+                "hidden": int(hidden), "storage_dtype": storage, "chunk_rows": int(chunk_rows),
+                "stimuli_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+                "batches_sha256": hashlib.sha256(np.asarray(batches, dtype="<i8").tobytes()).hexdigest(),
+                **dict(attrs or {})}
+        spec = json.loads(json.dumps(spec))  # what will be stored: compare like with like
+        if readout in model_group:
+            theirs = dict(model_group[readout].attrs)
+            diff = [f"{k}: store has {theirs.get(k)!r}, this run {spec.get(k)!r}"
+                    for k in sorted(set(theirs) | set(spec))
+                    if k != "coordinates" and theirs.get(k) != spec.get(k)]
+            if diff:
+                raise IncompatibleStoreError(
+                    f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
+            return
+        row_of = {s: i for i, s in enumerate(self._root["stimuli/stimulus"][:].tolist())}
+        missing = [s for s in ids if s not in row_of]
+        if missing:
+            raise InputError(f"stimulus {missing[0]!r} is not in the store's stimulus table", field="stimulus")
+        rows = np.array([row_of[s] for s in ids], dtype=np.int64)
+        # Build the group under a temporary name and rename it into place: a crash never leaves a
+        # half-made readout that a resume would mistake for a planned one.
+        tmp_name = f".{readout}.creating"
+        shutil.rmtree(path / "models" / model / tmp_name, ignore_errors=True)
+        group = model_group.create_group(tmp_name)
+        _write_strings(group, "stimulus", ids, "stimulus")
+        stim = self._root["stimuli"]
+        labels = [c for c in layout.LABEL_COLUMNS if c in stim]
+        for col in labels:
+            _write_strings(group, col, np.asarray(stim[col][:].tolist(), dtype=object)[rows], "stimulus")
+        _write_ints(group, "stimulus_index", rows, "stimulus")
+        _write_ints(group, "layer", layers, "layer")
+        if n_tokens is not None:
+            _write_ints(group, "n_tokens", n_tokens, "stimulus")
+        coords = " ".join(labels + ["stimulus_index"] + (["n_tokens"] if n_tokens is not None else []))
+        array_attrs = {"emovec_storage_dtype": storage,
+                       "emovec_logical_dtype": "bfloat16" if storage == "bfloat16" else storage}
+        if per_token:
+            if n_tokens is None:
+                raise InputError("per-token readouts need n_tokens")
+            lengths = np.asarray([len(t) for t in token_ids], dtype=np.int64)
+            if not np.array_equal(lengths, np.asarray(n_tokens)):
+                raise InputError("token_ids lengths differ from n_tokens")
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            total = int(offsets[-1])
+            tchunk = token_chunk_rows or layout.default_token_chunk_rows(hidden, storage)
+            _write_ints(group, "offsets", offsets, "offset", "<i8")
+            _write_ints(group, "token_stimulus", np.repeat(np.arange(n), lengths), "token", chunks=tchunk)
+            _write_ints(group, "position", np.concatenate([np.arange(k) for k in lengths]), "token", chunks=tchunk)
+            _write_ints(group, "token_id", np.concatenate([np.asarray(t) for t in token_ids]), "token", chunks=tchunk)
+            group.create_array(layout.ACTS, shape=(n_layers, total, hidden), chunks=(1, tchunk, hidden),
+                               dtype=physical_dtype(storage), fill_value=fill_value(storage),
+                               compressors=None, dimension_names=("layer", "token", "hidden"),
+                               attributes={**array_attrs, "coordinates": "token_stimulus position token_id"})
+        else:
+            group.create_array(layout.POOLED, shape=(n_layers, n, hidden), chunks=(1, chunk_rows, hidden),
+                               dtype=physical_dtype(storage), fill_value=fill_value(storage),
+                               compressors=None, dimension_names=("layer", "stimulus", "hidden"),
+                               attributes={**array_attrs, "coordinates": coords})
+        prog = group.create_group(layout.PROGRESS)
+        plan = np.asarray(batches, dtype="<i8").reshape(-1, 2)
+        _write_ints(prog, "batch_start", plan[:, 0], "batch", "<i8")
+        _write_ints(prog, "batch_stop", plan[:, 1], "batch", "<i8")
+        prog.create_array("batch_done", shape=(len(plan),), chunks=(1,), dtype="uint8", fill_value=0,
+                          compressors=None, dimension_names=("batch",))
+        prog.create_array("max_abs", shape=(len(plan), n_layers), chunks=(1, n_layers), dtype="<f4",
+                          fill_value=float("nan"), compressors=None, dimension_names=("batch", "layer"))
+        group.attrs.update(spec)
+        (path / "models" / model / tmp_name).rename(path / "models" / model / readout)
+
+    def writer(self, model: str, readout: str, *, shard: tuple[int, int] | None = None) -> StreamWriter:
+        """A :class:`~emovec_store.writer.StreamWriter` for one readout (optionally one shard k/n of its chunks)."""
+        from .writer import StreamWriter
+
+        self._check_writable()
+        return StreamWriter(self, model, readout, shard=shard)
+
+    def finalize(self) -> None:
+        """Check every flag, clean up, write the manifest and consolidated metadata, mark complete."""
+        from .finalize import finalize
+
+        finalize(self)
+
+    def verify(self) -> list[str]:
+        """Re-hash every chunk file against the manifest; returns the damaged/missing/unexpected files."""
+        from .finalize import verify
+
+        return verify(self)
+
+
+def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
+    """numpy StringDType variables as object arrays of str (what pandas and most code expect)."""
+    conv = {v: ds[v].astype(object) for v in ds.variables if ds[v].dtype.kind == "T"}
+    coords = {k: v for k, v in conv.items() if k in ds.coords}
+    return ds.assign_coords(coords).assign({k: v for k, v in conv.items() if k not in coords})
+
+
+def _check_plan(batches: Sequence[tuple[int, int]], n: int, chunk_rows: int) -> None:
+    expected = 0
+    for i, (start, stop) in enumerate(batches):
+        if start != expected or stop <= start:
+            raise InputError(f"batch {i} covers rows [{start}, {stop}); batches must tile 0..{n} in order")
+        if start // chunk_rows != (stop - 1) // chunk_rows:
+            raise InputError(f"batch {i} rows [{start}, {stop}) cross a chunk boundary (chunk_rows={chunk_rows}); "
+                             "plan batches inside chunks")
+        expected = stop
+    if expected != n:
+        raise InputError(f"the batch plan covers {expected} rows, the readout has {n}")

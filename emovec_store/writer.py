@@ -1,0 +1,167 @@
+"""The streaming writer: the Rust-free memmap core.
+
+Batches ``[layer, rows, hidden]`` are cast (and checked) to the storage dtype and written through
+``numpy.memmap`` straight into the uncompressed Zarr v3 chunk files: the memmapped files *are* the
+store, there is no staging copy. A chunk file is created whole (filled with the NaN pattern) under a
+temporary name and linked into place exclusively, so a crash never leaves a torn chunk and two
+writers never create the same chunk twice. After a batch's bytes are flushed, its max |x| and then
+its done flag are written; a resumed writer skips flagged batches, and rewriting a batch writes the
+same bytes to the same place (idempotent).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import layout
+from .dtypes import StorageDtype, encode_batch, fill_value, physical_dtype
+from .errors import InputError, StoreError
+from .progress import RowChunkLocks, done_flags, mark_done
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def _open_chunk(path: Path, shape: tuple[int, ...], dtype: np.dtype, fill: float | int) -> np.memmap:
+    """Memmap one chunk file read-write, creating it whole and atomically if it does not exist yet."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        np.full(shape, fill, dtype=dtype).tofile(tmp)
+        try:
+            os.link(tmp, path)  # exclusive: if another writer created it first, use theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    size = path.stat().st_size
+    if size != nbytes:
+        raise StoreError(f"chunk file {str(path)!r} has {size} bytes, expected {nbytes}; the store is "
+                         "damaged (run `emovec store verify`)")
+    return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
+
+
+class StreamWriter:
+    """Write the batches of one readout (or of one shard of its row chunks). Use as a context manager.
+
+    Example
+    -------
+    >>> with store.writer("my-model", "mean_from_50") as w:   # doctest: +SKIP
+    ...     for b in w.pending():
+    ...         w.write(b, activations_for(b))                 # [layer, rows, hidden] float32
+    """
+
+    def __init__(self, store: Store, model: str, readout: str, *,
+                 shard: tuple[int, int] | None = None) -> None:
+        group = store._readout_group(model, readout)
+        readout_dir = store._readout_dir(model, readout)
+        assert readout_dir is not None and store.local_path is not None  # _check_writable ran
+        self.model, self.readout, self._dir, self._group = model, readout, readout_dir, group
+        attrs = group.attrs
+        self.per_token = attrs["kind"] == "tokens"
+        self.storage: StorageDtype = attrs["storage_dtype"]
+        self.layers = np.asarray(attrs["layers"])
+        self.hidden = int(attrs["hidden"])
+        self.chunk_rows = int(attrs["chunk_rows"])
+        self._dtype = physical_dtype(self.storage)
+        self._fill = fill_value(self.storage)
+        prog = group[layout.PROGRESS]
+        self._starts = np.asarray(prog["batch_start"][:])
+        self._stops = np.asarray(prog["batch_stop"][:])
+        array = group[layout.ACTS if self.per_token else layout.POOLED]
+        self._array_dir = readout_dir / (layout.ACTS if self.per_token else layout.POOLED)
+        self._rows_per_chunk = int(array.chunks[1])
+        self._offsets = np.asarray(group["offsets"][:]) if self.per_token else None
+        n_rows = int(group["stimulus"].shape[0])
+        n_chunks = -(-n_rows // self.chunk_rows)
+        if shard is None:
+            shard = (0, 1)
+        k, n = shard
+        if not (n >= 1 and 0 <= k < n):
+            raise InputError(f"shard {k}/{n} is not valid; use k/n with 0 <= k < n")
+        self.shard = (k, n)
+        self.chunks = [int(c) for c in np.array_split(np.arange(n_chunks), n)[k]]
+        mine = set(self.chunks)
+        self.batches = [b for b in range(len(self._starts)) if self._starts[b] // self.chunk_rows in mine]
+        self._batch_set = set(self.batches)
+        self._locks = RowChunkLocks(store.local_path, model, readout, self.chunks)
+        self._maps: OrderedDict[tuple[int, int], np.memmap] = OrderedDict()
+        self._max_open = 4 * max(1, len(self.layers))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> StreamWriter:
+        self._locks.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and unmap every open chunk, release the locks."""
+        for mm in self._maps.values():
+            mm.flush()
+        self._maps.clear()
+        self._locks.release()
+
+    # -- progress ---------------------------------------------------------------------------------
+    def pending(self) -> list[int]:
+        """This writer's batches whose done flag is not set, in plan order."""
+        done = done_flags(self._group, self._dir)
+        return [b for b in self.batches if not done[b]]
+
+    def rows(self, batch: int) -> tuple[int, int]:
+        """The ``[start, stop)`` stimulus rows of a batch."""
+        return int(self._starts[batch]), int(self._stops[batch])
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, batch: int, data: np.ndarray) -> None:
+        """Write one batch (``[layer, rows, hidden]``; per-token readouts: ``[layer, tokens, hidden]``),
+        flush it, then set its done flag."""
+        if batch not in self._batch_set:
+            raise InputError(f"batch {batch} is not in this writer's shard {self.shard[0]}/{self.shard[1]}")
+        start, stop = self.rows(batch)
+        if self.per_token:
+            assert self._offsets is not None
+            start, stop = int(self._offsets[start]), int(self._offsets[stop])
+        expected = (len(self.layers), stop - start, self.hidden)
+        if tuple(data.shape) != expected:
+            raise InputError(f"batch {batch} of {self.model}/{self.readout} must have shape {expected}, "
+                             f"got {tuple(data.shape)}")
+        encoded = encode_batch(data, self.storage, self.layers)
+        touched = self._write_rows(start, stop, encoded)
+        for mm in touched:
+            mm.flush()
+        max_abs = np.abs(np.asarray(data, dtype=np.float32)).max(axis=(1, 2)) if data.size else \
+            np.full(len(self.layers), np.nan, dtype=np.float32)
+        mark_done(self._dir, batch, max_abs)
+
+    def _write_rows(self, start: int, stop: int, encoded: np.ndarray) -> list[np.memmap]:
+        """Copy rows ``[start, stop)`` of every layer into the chunk files they fall in."""
+        touched = []
+        per = self._rows_per_chunk
+        for c in range(start // per, (stop - 1) // per + 1 if stop > start else start // per):
+            lo, hi = max(start, c * per), min(stop, (c + 1) * per)
+            for li in range(len(self.layers)):
+                mm = self._chunk(li, c)
+                mm[lo - c * per:hi - c * per] = encoded[li, lo - start:hi - start]
+                touched.append(mm)
+        return touched
+
+    def _chunk(self, layer_pos: int, chunk: int) -> np.memmap:
+        key = (layer_pos, chunk)
+        mm = self._maps.get(key)
+        if mm is None:
+            path = layout.chunk_file(self._array_dir, (layer_pos, chunk, 0))
+            mm = _open_chunk(path, (self._rows_per_chunk, self.hidden), self._dtype, self._fill)
+            self._maps[key] = mm
+            while len(self._maps) > self._max_open:
+                _, old = self._maps.popitem(last=False)
+                old.flush()
+        else:
+            self._maps.move_to_end(key)
+        return mm
