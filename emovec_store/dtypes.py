@@ -59,30 +59,32 @@ def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def encode_batch(data: np.ndarray, storage: StorageDtype, layers: np.ndarray) -> np.ndarray:
+#: float16 casting rounds |x| >= 65520 to inf; below that it rounds to at most 65504.
+_FLOAT16_OVERFLOW = 65520.0
+
+
+def encode_batch(data: np.ndarray, storage: StorageDtype, layers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cast a float batch ``[layer, rows, hidden]`` to its storage form, refusing non-finite values.
 
+    Returns the encoded batch and max |x| per layer (one pass over the data serves both checks).
     Raises :class:`NonFiniteActivationError` naming the layer (hidden_states index) and value when
-    the input is non-finite or a value overflows float16.
+    the input is non-finite or a value would overflow float16.
     """
-    data = np.asarray(data)
-    finite = np.isfinite(data)
-    if not finite.all():
-        layer_pos = int(np.argwhere(~finite)[0][0])
+    data = np.asarray(data, dtype=np.float32)
+    max_abs = np.abs(data).max(axis=(1, 2)) if data.size else np.zeros(data.shape[0], np.float32)
+    bad = ~np.isfinite(max_abs)
+    if bad.any():
         raise NonFiniteActivationError(
-            f"non-finite activation at layer {int(layers[layer_pos])} (the model produced NaN/inf; "
-            "try a wider compute dtype such as float32)")
+            f"non-finite activation at layer {int(layers[int(np.argmax(bad))])} (the model produced "
+            "NaN/inf; try a wider compute dtype such as float32)")
     if storage == "float32":
-        return data.astype("<f4", copy=False)
+        return data, max_abs
     if storage == "float16":
-        with np.errstate(over="ignore"):  # overflow is detected below and raised with context
-            out = data.astype("<f2")
-        bad = ~np.isfinite(out)
-        if bad.any():
-            layer_pos = int(np.argwhere(bad)[0][0])
-            peak = float(np.abs(data[layer_pos]).max())
+        over = max_abs >= _FLOAT16_OVERFLOW
+        if over.any():
+            pos = int(np.argmax(over))
             raise NonFiniteActivationError(
-                f"float16 overflow at layer {int(layers[layer_pos])}: |x| = {peak:.6g} > {FLOAT16_MAX:g}; "
-                "store as float32 or bfloat16 instead")
-        return out
-    return float32_to_bf16_bits(data.astype(np.float32, copy=False))
+                f"float16 overflow at layer {int(layers[pos])}: |x| = {float(max_abs[pos]):.6g} > "
+                f"{FLOAT16_MAX:g}; store as float32 or bfloat16 instead")
+        return data.astype("<f2"), max_abs
+    return float32_to_bf16_bits(data), max_abs

@@ -47,13 +47,15 @@ def done_flags(group: zarr.Group, local_dir: Path | None) -> np.ndarray:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file by temp file + rename, so readers see the old or the new file, never a torn one."""
+    """Write a small file by temp file + rename, so readers see the old or the new file, never a torn one.
+
+    No fsync: a flag lost to a power cut only means its batch is written again on resume, and the
+    batch's data is msynced before the flag is written, so a flag never outlives its data.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

@@ -403,12 +403,14 @@ class Store:
         group.attrs.update(spec)
         (path / "models" / model / tmp_name).rename(path / "models" / model / readout)
 
-    def writer(self, model: str, readout: str, *, shard: tuple[int, int] | None = None) -> StreamWriter:
-        """A :class:`~emovec_store.writer.StreamWriter` for one readout (optionally one shard k/n of its chunks)."""
+    def writer(self, model: str, readout: str, *, shard: tuple[int, int] | None = None,
+               sync_interval: float = 1.0) -> StreamWriter:
+        """A :class:`~emovec_store.writer.StreamWriter` for one readout (optionally one shard k/n of
+        its chunks); done flags are synced at most every ``sync_interval`` seconds."""
         from .writer import StreamWriter
 
         self._check_writable()
-        return StreamWriter(self, model, readout, shard=shard)
+        return StreamWriter(self, model, readout, shard=shard, sync_interval=sync_interval)
 
     def finalize(self) -> None:
         """Check every flag, clean up, write the manifest and consolidated metadata, mark complete."""
