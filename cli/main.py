@@ -34,8 +34,14 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from . import corpus as corpus_cmds
+    from . import extract as extract_cmds
+    from . import models as models_cmds
     from . import store as store_cmds
 
+    cli.add_command(corpus_cmds.corpus)
+    cli.add_command(extract_cmds.extract)
+    cli.add_command(models_cmds.models)
     cli.add_command(store_cmds.store)
     cli.add_command(store_cmds.demo)
 

@@ -209,6 +209,10 @@ class Store:
     def readout_attrs(self, model: str, readout: str) -> dict[str, Any]:
         return dict(self._readout_group(model, readout).attrs)
 
+    def dataset_ids(self, model: str, readout: str) -> list[str]:
+        """The stimulus ids of a readout, in row (plan) order."""
+        return [str(s) for s in self._readout_group(model, readout)["stimulus"][:].tolist()]
+
     def progress(self, model: str, readout: str) -> Progress:
         """Done and total batches of one readout."""
         flags = done_flags(self._readout_group(model, readout), self._readout_dir(model, readout))
@@ -282,9 +286,26 @@ class Store:
         if self.mode != "r+" or self.local_path is None:
             raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
         if self.complete:
-            raise IncompatibleStoreError(f"store {self.location!r} is finalized; it can no longer change "
-                                         "(extract into a new store)")
+            raise IncompatibleStoreError(f"store {self.location!r} is finalized; call reopen() before adding "
+                                         "models or readouts")
         return self.local_path
+
+    def reopen(self) -> None:
+        """Make a finalized store writable again to add models or readouts (existing chunks stay as
+        they are); it must be finalized again afterwards. No-op on an incomplete store."""
+        if self.mode != "r+" or self.local_path is None:
+            raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
+        if not self.complete:
+            return
+        path = self.local_path
+        meta = json.loads((path / "zarr.json").read_text())
+        meta.pop("consolidated_metadata", None)
+        meta["attributes"].update(complete=False, finalized=None)
+        from .progress import write_atomic
+
+        write_atomic(path / "zarr.json", json.dumps(meta, indent=2).encode())
+        shutil.rmtree(path / layout.MANIFEST_GROUP, ignore_errors=True)
+        self._root = zarr.open_group(zarr.storage.LocalStore(path), mode="r+", use_consolidated=False)
 
     def add_model(self, model: str, attrs: Mapping[str, Any], *,
                   identity: Mapping[str, Any] | None = None) -> None:
@@ -293,7 +314,6 @@ class Store:
         ``identity`` (model file hash, revision, tokenizer hash…) must match on append; a mismatch
         raises :class:`IncompatibleStoreError` listing every differing key.
         """
-        self._check_writable()
         identity = dict(identity or {})
         models = self._root["models"]
         if model in models:
@@ -303,6 +323,7 @@ class Store:
             if diff:
                 raise IncompatibleStoreError(f"model {model!r} in {self.location!r} differs: " + "; ".join(diff))
             return
+        self._check_writable()
         models.create_group(model, attributes={**attrs, "identity": identity})
 
     def add_readout(self, model: str, readout: str, *, stimulus_ids: Sequence[str],
@@ -325,7 +346,6 @@ class Store:
             row per token in CSR layout (``offsets``), instead of ``pooled``.
         attrs : the readout's attributes, e.g. its spec verbatim and the short-text rule.
         """
-        path = self._check_writable()
         storage = parse_storage_dtype(storage_dtype)
         model_group = self._model_group(model)
         ids = [str(s) for s in stimulus_ids]
@@ -348,6 +368,7 @@ class Store:
                 raise IncompatibleStoreError(
                     f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
             return
+        path = self._check_writable()
         row_of = {s: i for i, s in enumerate(self._root["stimuli/stimulus"][:].tolist())}
         missing = [s for s in ids if s not in row_of]
         if missing:

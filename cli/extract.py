@@ -1,0 +1,87 @@
+"""`emovec extract`: run a model over a corpus and stream every layer into a store."""
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+import pandas as pd
+
+
+def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """``limit`` rows spread evenly over the table (so a sample still covers every emotion and kind)."""
+    if limit is None or limit >= len(stimuli):
+        return stimuli
+    if limit < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--limit")
+    keep = np.unique(np.linspace(0, len(stimuli) - 1, limit).round().astype(int))
+    out = stimuli.iloc[keep].reset_index(drop=True)
+    out.attrs = {**stimuli.attrs, "corpus": {**stimuli.attrs.get("corpus", {}), "limit": limit}}
+    return out
+
+
+@click.command()
+@click.option("--model", "model", required=True,
+              help="Local HF directory, .gguf file, alias (smollm2-135m, gemma3-270m) or hub id.")
+@click.option("--corpus", default="emovec", show_default=True, help="Built-in corpus name or a corpus directory.")
+@click.option("--language", "languages", multiple=True, default=("en",), show_default=True,
+              help="Corpus languages to include (repeat for several).")
+@click.option("--store", "store_path", required=True, type=click.Path(), help="Store directory (NAME.zarr).")
+@click.option("--layers", default="all", show_default=True, help="all | every:K | a,b,c (hidden_states indices).")
+@click.option("--pooling", multiple=True,
+              help="Readout spec, repeatable: mean_from:50, mean[:skip=N], last, assistant, tokens, "
+                   "optionally @kind,kind. Default: mean_from:50 and assistant@implicit,intensity.")
+@click.option("--dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Compute dtype.")
+@click.option("--storage-dtype", default="auto", show_default=True,
+              type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
+              help="Storage dtype (auto: float16 when a screening pass shows it fits with 2x headroom).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps")
+@click.option("--batch-tokens", default=2048, show_default=True, type=click.IntRange(min=1),
+              help="Token budget per batch (rows x padded length).")
+@click.option("--max-length", default=None, type=click.IntRange(min=1), help="Truncate longer stimuli (counted).")
+@click.option("--shard", default=None, help="k/n: fill only chunk range k of n (parallel writers, one store).")
+@click.option("--chunk-rows", default=None, type=click.IntRange(min=1),
+              help="Stimuli per chunk file (default: ~8 MiB per layer chunk); --shard splits chunks.")
+@click.option("--sync-interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between commits of done flags; a crash loses at most this much work.")
+@click.option("--limit", default=None, type=int, help="Use N stimuli spread evenly over the corpus.")
+@click.option("--store-text", is_flag=True, help="Also store the stimulus texts.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model's repository.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str, layers: str,
+            pooling: tuple[str, ...], dtype: str, storage_dtype: str, device: str, batch_tokens: int,
+            max_length: int | None, shard: str | None, chunk_rows: int | None, sync_interval: float,
+            limit: int | None, store_text: bool,
+            trust_remote_code: bool, as_json: bool, no_progress: bool) -> None:
+    """Stream residual activations of every requested layer of MODEL over a corpus into a store.
+
+    Resumes by default; refuses to mix models, tokenizers, corpora or pooling plans in one store.
+    """
+    from emovec.corpus import load_corpus
+    from emovec_store.engine.device import set_mps_environment
+
+    set_mps_environment()  # before torch loads
+    from emovec_store.engine import extract as run_extract
+
+    stimuli = limit_stimuli(load_corpus(corpus, languages=languages), limit)
+    result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,
+                         storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,
+                         max_length=max_length, shard=shard, chunk_rows=chunk_rows, sync_interval=sync_interval,
+                         trust_remote_code=trust_remote_code,
+                         store_text=store_text, progress=not no_progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"model {result.model}: {len(result.layers)} layers ({result.layers[0]}..{result.layers[-1]}), "
+               f"loaded in {result.load_seconds:.1f} s")
+    for r in result.readouts:
+        click.echo(f"  {r.readout:<14} {r.stimuli} stimuli, {r.batches_written}/{r.batches} batches written now, "
+                   f"{r.tokens_written} tokens in {r.seconds:.1f} s ({r.tokens_per_s:,.0f} tok/s), "
+                   f"stored as {r.storage_dtype}; truncated {r.truncated}, short texts {r.short_texts}")
+    for note in result.skipped:
+        click.echo(f"  skipped {note}")
+    state = "complete (finalized)" if result.finalized else "incomplete (other shards pending)"
+    click.echo(f"store {result.store}: {state}; peak RSS {result.peak_rss_mb:.0f} MB")
+    click.echo(f"next: emovec store info {result.store}")

@@ -1,0 +1,94 @@
+"""Device and dtype policy.
+
+CPU: float32 compute (bf16 is 1.5–7× slower on CPUs without AMX; store-notes §6), torch threads =
+the cores this process may use. CUDA: bfloat16 where supported, else float16 (float32 for
+architectures whose activations overflow fp16, such as Gemma). Apple MPS: allocator watermarks set
+before torch loads, float16 (float32 for Gemma), torch 2.8.x refused (wrong ``F.linear`` results on
+non-contiguous inputs, pytorch #161640).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+
+#: Architectures whose residual stream exceeds float16's range (Gemma-3-270M: |x| up to 103,795).
+FP16_UNSAFE_ARCHS = ("gemma", "gemma2", "gemma3", "gemma3_text")
+COMPUTE_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def set_mps_environment() -> None:
+    """Set MPS allocator limits and CPU fallback; effective only before torch is imported."""
+    if sys.platform == "darwin":
+        os.environ.setdefault("PYTORCH_MPS_HIGH_WATERMARK_RATIO", "1.0")
+        os.environ.setdefault("PYTORCH_MPS_LOW_WATERMARK_RATIO", "0.8")
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: str
+    compute_dtype: str
+    threads: int | None
+    bucket: int            # padded lengths are rounded up to a multiple of this (MPS: few shapes)
+    empty_cache_every: int  # batches between cache flushes (0 = never)
+
+
+def choose(device: str = "auto", dtype: str = "auto", model_type: str = "") -> DevicePlan:
+    """Pick device, compute dtype and threads; raises :class:`InputError` for impossible choices."""
+    import torch
+
+    if dtype not in COMPUTE_DTYPES:
+        raise InputError(f"unknown --dtype {dtype!r}; choose from {', '.join(COMPUTE_DTYPES)}", field="dtype")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else (
+            "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but torch sees no CUDA device", field="device")
+    if kind == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError("--device mps requested but MPS is not available", field="device")
+        if torch.__version__.startswith("2.8."):
+            raise InputError(f"torch {torch.__version__} computes F.linear wrongly on MPS (pytorch #161640); "
+                             "install torch >= 2.9 or use --device cpu", field="device")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown --device {device!r}; use auto, cpu, cuda[:N] or mps", field="device")
+    unsafe16 = model_type in FP16_UNSAFE_ARCHS
+    if dtype == "auto":
+        if kind == "cpu":
+            dtype = "float32"
+        elif kind == "cuda":
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else ("float32" if unsafe16 else "float16")
+        else:
+            dtype = "float32" if unsafe16 else "float16"
+    threads = None
+    if kind == "cpu":
+        threads = available_cores()
+        torch.set_num_threads(threads)
+    return DevicePlan(device, dtype, threads, 32 if kind == "mps" else 1, 50 if kind == "mps" else 0)
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def empty_cache(device: str) -> None:
+    import torch
+
+    if device.startswith("mps"):
+        torch.mps.empty_cache()
+    elif device.startswith("cuda"):
+        torch.cuda.empty_cache()

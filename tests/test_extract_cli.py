@@ -1,0 +1,138 @@
+"""`emovec extract` end to end on tiny models: resume after SIGKILL, shards, bad input."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import emovec_store
+from emovec.cli.main import cli
+from emovec_store.finalize import manifest
+
+from .tiny_models import build_model
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model("llama", tmp_path_factory.mktemp("llama"))
+
+
+def extract_cmd(model: Path, store: Path, *extra: str) -> list[str]:
+    return ["extract", "--model", str(model), "--store", str(store), "--no-progress", *extra]
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """sha256 of every file of a store (metadata included): 'untouched' means byte for byte."""
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_extract_writes_a_labelled_complete_store(llama_dir: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    r = CliRunner().invoke(cli, extract_cmd(llama_dir, store, "--limit", "60", "--json"))
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output)
+    assert result["finalized"] and result["layers"] == [0, 1, 2, 3]
+    st = emovec_store.open(store)
+    assert st.readouts(result["model"]) == ["assistant", "mean_from_50"]
+    ds = st.dataset(result["model"], "mean_from_50")
+    assert ds.pooled.dims == ("layer", "stimulus", "hidden") and ds.pooled.shape == (4, 60, 32)
+    assert {"emotion", "kind", "topic", "n_tokens"} <= set(ds.coords)
+    assert np.isfinite(ds.pooled.values).all()
+    assert ds.attrs["spec"] == "mean_from:50" and "n//2" in ds.attrs["short_text_rule"]
+    assert (np.diff(ds.n_tokens.values) <= 0).all()  # rows are in plan order: longest first
+    assistant = st.dataset(result["model"], "assistant")
+    assert set(assistant.kind.values) <= {"implicit", "intensity"} and assistant.sizes["stimulus"] > 0
+    attrs = st.model_attrs(result["model"])
+    assert attrs["n_layers"] == 3 and attrs["compute_dtype"] == "float32" and "no final norm" in attrs["layer_convention"]
+    assert len(attrs["max_abs_per_layer"]) == 4
+
+
+def run_cli(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "emovec.cli", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_sigkill_mid_extraction_then_resume_equals_uninterrupted(llama_dir: Path, tmp_path: Path) -> None:
+    args = ("--limit", "600", "--batch-tokens", "40", "--pooling", "mean_from:50", "--sync-interval", "0")
+    clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
+    run_cli(*extract_cmd(llama_dir, clean, *args))
+    proc = subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_cmd(llama_dir, killed, *args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flags = killed / "models" / llama_dir.name / "mean_from_50/_progress/batch_done/c"
+    deadline = time.monotonic() + 120
+    while not (flags.is_dir() and len(os.listdir(flags)) >= 3):  # kill once some, not all, batches are done
+        assert proc.poll() is None and time.monotonic() < deadline, "extraction ended before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    progress = emovec_store.open(killed, allow_partial=True).progress(llama_dir.name, "mean_from_50")
+    assert 0 < progress.done < progress.total
+    run_cli(*extract_cmd(llama_dir, killed, *args))
+    assert emovec_store.open(killed).complete
+    assert manifest(killed) == manifest(clean)
+
+
+def test_two_shards_equal_one_process(llama_dir: Path, tmp_path: Path) -> None:
+    args = ("--limit", "300", "--chunk-rows", "64", "--pooling", "mean_from:50", "--pooling", "tokens")
+    single, sharded = tmp_path / "single.zarr", tmp_path / "sharded.zarr"
+    run_cli(*extract_cmd(llama_dir, single, *args))
+    procs = [subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_cmd(llama_dir, sharded, *args,
+                                                                                 "--shard", f"{k}/2")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    st = emovec_store.open(sharded)  # the last shard finalized it
+    assert st.complete
+    assert manifest(sharded) == manifest(single)
+    np.testing.assert_array_equal(st.dataset(llama_dir.name, "tokens").acts.values,
+                                  emovec_store.open(single).dataset(llama_dir.name, "tokens").acts.values)
+
+
+def write_corpus(path: Path, texts: list[str]) -> Path:
+    (path / "stories/en").mkdir(parents=True)
+    (path / "emotions.json").write_text(json.dumps({"name": "t", "version": "1", "emotions": [{"name": "calm"}]}))
+    (path / "topics.json").write_text(json.dumps({"name": "t", "version": "1", "topics": [{"id": "x"}]}))
+    with open(path / "stories/en/calm.jsonl", "w") as fh:
+        for i, text in enumerate(texts):
+            fh.write(json.dumps({"id": f"c{i}", "emotion": "calm", "topic": "x", "perspective": "first",
+                                 "language": "en", "text": text}) + "\n")
+    return path
+
+
+def test_bad_inputs_fail_in_one_line_with_exit_2_and_leave_the_store_alone(llama_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    runner = CliRunner()
+    assert runner.invoke(cli, extract_cmd(llama_dir, store, "--limit", "20")).exit_code == 0
+    before = tree_digest(store)
+    corrupt = tmp_path / "broken.gguf"
+    corrupt.write_bytes(b"GGUF" + os.urandom(200))
+    cases = {
+        "missing model": (extract_cmd(tmp_path / "no-such-model", store, "--limit", "20"), "does not exist"),
+        "corrupt gguf": (extract_cmd(corrupt, store, "--limit", "20"), "cannot read GGUF"),
+        "unknown alias": (extract_cmd(Path("smollm9-1m"), store, "--limit", "20"), "not a local path"),
+        "layer out of range": (extract_cmd(llama_dir, store, "--limit", "20", "--layers", "0,9"), "out of range"),
+        "other corpus": (extract_cmd(llama_dir, store, "--limit", "21"), "different stimulus table"),
+        "other plan": (extract_cmd(llama_dir, store, "--limit", "20", "--layers", "0,1"), "layers: store has"),
+        "empty corpus": (extract_cmd(llama_dir, store, "--corpus", str(write_corpus(tmp_path / "c0", []))),
+                         "no stimuli"),
+        "empty text": (extract_cmd(llama_dir, store, "--corpus", str(write_corpus(tmp_path / "c1", ["ok", " "]))),
+                       "text"),
+        "bad pooling": (extract_cmd(llama_dir, store, "--limit", "20", "--pooling", "median"), "unknown pooling"),
+        "bad shard": (extract_cmd(llama_dir, store, "--limit", "20", "--shard", "2/2"), "--shard"),
+    }
+    for name, (args, message) in cases.items():
+        r = runner.invoke(cli, args)
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 2, (name, r.output)
+        assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], (name, r.output)
+        assert tree_digest(store) == before, name
