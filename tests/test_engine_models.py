@@ -97,3 +97,31 @@ def test_short_text_rule_is_explicit() -> None:
     assert "n//2" in half.short_text_rule and half.name == "mean_from_50"
     assert whole.name == "mean_from_50_short_all"
     assert parse_readout("assistant@implicit,intensity").kinds == ("implicit", "intensity")
+
+
+def test_device_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emovec_store.engine import device
+    from emovec_store.errors import InputError
+
+    plan = device.choose("cpu", "auto")
+    assert plan.compute_dtype == "float32" and plan.threads == device.available_cores()
+    assert torch.get_num_threads() == plan.threads
+    with pytest.raises(InputError, match="no CUDA device"):
+        device.choose("cuda", "auto")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "__version__", "2.8.1")
+    with pytest.raises(InputError, match="pytorch #161640"):
+        device.choose("mps", "auto")
+    monkeypatch.setattr(torch, "__version__", "2.9.0")
+    mps = device.choose("mps", "auto", model_type="gemma3_text")
+    assert (mps.compute_dtype, mps.bucket) == ("float32", 32)
+    assert device.choose("mps", "auto", model_type="llama").compute_dtype == "float16"
+
+
+def test_padded_lengths_are_bucketed_without_changing_results(tmp_path: Path) -> None:
+    loaded = load(resolve(str(build_model("qwen2", tmp_path / "m"))), device="cpu", compute_dtype="float32")
+    readout = parse_readout("mean_from:5")
+    ids, _ = format_and_tokenize(loaded.tokenizer, TEXTS, readout, None)
+    plain = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 1, 0)).run(ids, readout)
+    bucketed = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 32, 0)).run(ids, readout)
+    np.testing.assert_allclose(bucketed, plain, rtol=1e-4, atol=1e-5)

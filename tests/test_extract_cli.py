@@ -136,3 +136,47 @@ def test_bad_inputs_fail_in_one_line_with_exit_2_and_leave_the_store_alone(llama
         assert r.exit_code == 2, (name, r.output)
         assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], (name, r.output)
         assert tree_digest(store) == before, name
+
+
+def test_same_name_different_weights_is_refused(tmp_path: Path) -> None:
+    model = build_model("llama", tmp_path / "tiny")
+    store = tmp_path / "s.zarr"
+    runner = CliRunner()
+    assert runner.invoke(cli, extract_cmd(model, store, "--limit", "12")).exit_code == 0
+    before = tree_digest(store)
+    build_model("llama", model, seed=1)  # same directory name, other weights
+    r = runner.invoke(cli, extract_cmd(model, store, "--limit", "12"))
+    assert r.exit_code == 2 and "model 'tiny'" in r.output and "weights_sha256" in r.output
+    assert tree_digest(store) == before
+
+
+def test_assistant_readout_needs_a_chat_template(tmp_path: Path) -> None:
+    model = build_model("gpt2", tmp_path / "plain")
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    runner = CliRunner()
+    r = runner.invoke(cli, extract_cmd(model, tmp_path / "a.zarr", "--limit", "12", "--pooling", "assistant"))
+    assert r.exit_code == 2 and "needs a chat template" in r.output
+    # the default readouts skip it with a note instead
+    r = runner.invoke(cli, extract_cmd(model, tmp_path / "b.zarr", "--limit", "200"))
+    assert r.exit_code == 0 and "skipped assistant@implicit,intensity" in r.output
+
+
+def test_running_the_same_extraction_twice_is_a_no_op(llama_dir: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    runner = CliRunner()
+    assert runner.invoke(cli, extract_cmd(llama_dir, store, "--limit", "30")).exit_code == 0
+    before = manifest(store)
+    r = runner.invoke(cli, extract_cmd(llama_dir, store, "--limit", "30", "--json"))
+    assert r.exit_code == 0, r.output
+    assert all(x["batches_written"] == 0 for x in json.loads(r.output)["readouts"])
+    assert manifest(store) == before and emovec_store.open(store).complete
+    # a second model joins the finalized store; the first model's chunks stay as they were
+    other = build_model("gpt2", tmp_path / "gpt2")
+    assert runner.invoke(cli, extract_cmd(other, store, "--limit", "30")).exit_code == 0
+    st = emovec_store.open(store)
+    assert st.models == sorted([llama_dir.name, "gpt2"])
+    assert {k: v for k, v in manifest(store).items() if k.startswith(f"models/{llama_dir.name}/")} == \
+        {k: v for k, v in before.items() if k.startswith(f"models/{llama_dir.name}/")}
