@@ -58,8 +58,8 @@ def validate(ctx: click.Context, path: str | None, as_json: bool) -> None:
 
 @corpus.command()
 @click.argument("path", required=False)
-@click.option("--tokenizer", metavar="DIR_OR_GGUF",
-              help="Also count tokens with this tokenizer (a model directory or a .gguf file; local only).")
+@click.option("--tokenizer", metavar="MODEL",
+              help="Also count tokens with this model's tokenizer (a model directory, a .gguf file or an alias).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--markdown", is_flag=True, help="Print the generated tables of the datasheet instead.")
 @click.option("--datasheet", type=click.Path(dir_okay=False, exists=True, path_type=Path),

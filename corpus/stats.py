@@ -19,11 +19,16 @@ DATASHEET_END = "<!-- END GENERATED TABLES -->"
 
 
 def load_tokenizer(spec: str | Path) -> Any:
-    """A Hugging Face tokenizer from a model directory, or from a ``.gguf`` file (local files only).
+    """A Hugging Face tokenizer from a model directory, a ``.gguf`` file or a built-in model alias
+    (``smollm2-135m``, ``gemma3-270m``; local files only).
 
     A directory is loaded with ``AutoTokenizer.from_pretrained(dir)``, a GGUF file with
     ``AutoTokenizer.from_pretrained(parent_dir, gguf_file=name)`` (needs the ``gguf`` package).
     """
+    from emovec_store.engine.resolve import ALIASES, resolve
+
+    if str(spec) in ALIASES:
+        spec = resolve(str(spec)).path
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
