@@ -26,14 +26,6 @@ import numpy as np
 METHODS = ("emovec", "memmap", "memmap+flush", "savez")
 
 
-def batches(n: int, batch: int, chunk_rows: int) -> list[tuple[int, int]]:
-    out = []
-    for c0 in range(0, n, chunk_rows):
-        c1 = min(c0 + chunk_rows, n)
-        out += [(s, min(s + batch, c1)) for s in range(c0, c1, batch)]
-    return out
-
-
 def make_batch(layers: int, rows: int, hidden: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((layers, rows, hidden), dtype=np.float32) * 50.0
@@ -46,7 +38,7 @@ def worker(method: str, dtype: str, n: int, layers: int, hidden: int, batch: int
 
     np_dtype = {"float16": np.float16, "float32": np.float32}[dtype]
     chunk_rows = emovec_store.default_chunk_rows(n, hidden, dtype)  # type: ignore[arg-type]
-    plan = batches(n, batch, chunk_rows)
+    plan = emovec_store.layout.uniform_batches(n, chunk_rows, batch)
     data = [make_batch(layers, stop - start, hidden, i) for i, (start, stop) in enumerate(plan)]
     times = []
     t_total = time.perf_counter()
@@ -154,10 +146,11 @@ def main() -> None:
         for method in METHODS:
             rs = [r for r in rows if r["dtype"] == dtype and r["method"] == method]
 
-            def cell(key: str, fmt: str = "{:.2f}") -> str:
+            def cell(key: str, fmt: str = "{:.2f}", rs: list = rs) -> str:
                 vals = [r[key] for r in rs]
                 med = float(np.median(vals))
-                return fmt.format(med) + (f" [{fmt.format(min(vals))}–{fmt.format(max(vals))}]" if len(vals) > 1 else "")
+                spread = f" [{fmt.format(min(vals))}–{fmt.format(max(vals))}]" if len(vals) > 1 else ""
+                return fmt.format(med) + spread
             print(f"| {dtype} | {method} | {cell('ms_median', '{:.3f}')} | {cell('ms_p90', '{:.3f}')} | "
                   f"{cell('write_total_s')} | {cell('finalize_s')} | {cell('peak_rss_mb', '{:.0f}')} | "
                   f"{cell('read_layer_ms')} | {cell('read_stimulus_ms')} |")

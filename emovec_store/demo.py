@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .layout import uniform_batches
 from .store import Store, create, open
 
 
@@ -23,7 +24,7 @@ def write_demo_store(path: Path, *, n: int = 240, layers: int = 8, hidden: int =
     store.add_model("demo", {"model": "synthetic", "layer_convention": "hidden_states index"},
                     identity={"seed": seed})
     chunk_rows = 64
-    batches = [(s, min(s + 16, n, (s // chunk_rows + 1) * chunk_rows)) for s in range(0, n, 16)]
+    batches = uniform_batches(n, chunk_rows, 16)
     store.add_readout("demo", "mean_from_50", stimulus_ids=table["stimulus"], layers=range(layers),
                       hidden=hidden, storage_dtype="float16", batches=batches, chunk_rows=chunk_rows,
                       n_tokens=[100] * n, attrs={"spec": "mean_from:50"})

@@ -77,3 +77,12 @@ def dimension_names(array: object) -> tuple[str, ...]:
     if names is None:
         names = getattr(array, "attrs", {}).get("_ARRAY_DIMENSIONS", ())
     return tuple(names or ())
+
+
+def uniform_batches(n_rows: int, chunk_rows: int, batch_rows: int) -> list[tuple[int, int]]:
+    """Batches of up to ``batch_rows`` rows that never cross a multiple of ``chunk_rows``."""
+    plan = []
+    for c0 in range(0, n_rows, chunk_rows):
+        c1 = min(c0 + chunk_rows, n_rows)
+        plan += [(s, min(s + batch_rows, c1)) for s in range(c0, c1, batch_rows)]
+    return plan

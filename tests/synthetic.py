@@ -23,13 +23,7 @@ def stimulus_table(n: int) -> pd.DataFrame:
     return table
 
 
-def batch_plan(n: int, chunk_rows: int, batch_rows: int) -> list[tuple[int, int]]:
-    """Batches of up to ``batch_rows`` that never cross a chunk boundary."""
-    plan = []
-    for c0 in range(0, n, chunk_rows):
-        c1 = min(c0 + chunk_rows, n)
-        plan += [(s, min(s + batch_rows, c1)) for s in range(c0, c1, batch_rows)]
-    return plan
+batch_plan = emovec_store.layout.uniform_batches
 
 
 def activations(n_layers: int, n: int, hidden: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:

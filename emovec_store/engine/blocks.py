@@ -13,24 +13,24 @@ _STACK_NAMES = ("layers", "h", "blocks", "layer", "decoder_layers")
 _NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "final_norm")
 
 
-def n_layers_of(model: Any) -> int:
+def _config_int(model: Any, keys: tuple[str, ...], what: str) -> int:
     cfg = getattr(model, "config", None)
     cfg = getattr(cfg, "text_config", None) or cfg
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+    for key in keys:
         value = getattr(cfg, key, None)
         if isinstance(value, int):
             return value
-    raise ModelResolutionError("cannot tell the number of decoder layers from the model config")
+    raise ModelResolutionError(f"cannot tell the {what} from the model config")
+
+
+def n_layers_of(model: Any) -> int:
+    """Number of decoder blocks."""
+    return _config_int(model, ("num_hidden_layers", "n_layer", "num_layers"), "number of decoder layers")
 
 
 def hidden_size_of(model: Any) -> int:
-    cfg = getattr(model, "config", None)
-    cfg = getattr(cfg, "text_config", None) or cfg
-    for key in ("hidden_size", "n_embd", "d_model"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int):
-            return value
-    raise ModelResolutionError("cannot tell the hidden size from the model config")
+    """Width of the residual stream."""
+    return _config_int(model, ("hidden_size", "n_embd", "d_model"), "hidden size")
 
 
 def find_blocks(model: Any) -> tuple[str, list[Any]]:
