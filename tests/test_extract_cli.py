@@ -120,6 +120,8 @@ def test_bad_inputs_fail_in_one_line_with_exit_2_and_leave_the_store_alone(llama
         "missing model": (extract_cmd(tmp_path / "no-such-model", store, "--limit", "20"), "does not exist"),
         "corrupt gguf": (extract_cmd(corrupt, store, "--limit", "20"), "cannot read GGUF"),
         "unknown alias": (extract_cmd(Path("smollm9-1m"), store, "--limit", "20"), "not a local path"),
+        "hub id, hub unreachable": (extract_cmd(Path("some-org/some-model"), store, "--limit", "20"),
+                                    "cannot load 'some-org/some-model' from the Hugging Face hub"),
         "layer out of range": (extract_cmd(llama_dir, store, "--limit", "20", "--layers", "0,9"), "out of range"),
         "other corpus": (extract_cmd(llama_dir, store, "--limit", "21"), "different stimulus table"),
         "other plan": (extract_cmd(llama_dir, store, "--limit", "20", "--layers", "0,1"), "layers: store has"),
@@ -180,3 +182,15 @@ def test_running_the_same_extraction_twice_is_a_no_op(llama_dir: Path, tmp_path:
     assert st.models == sorted([llama_dir.name, "gpt2"])
     assert {k: v for k, v in manifest(store).items() if k.startswith(f"models/{llama_dir.name}/")} == \
         {k: v for k, v in before.items() if k.startswith(f"models/{llama_dir.name}/")}
+
+
+def test_max_length_truncates_and_counts(llama_dir: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, extract_cmd(llama_dir, tmp_path / "s.zarr", "--limit", "40", "--max-length", "30",
+                                            "--pooling", "mean_from:50", "--json"))
+    assert r.exit_code == 0, r.output
+    readout = json.loads(r.output)["readouts"][0]
+    ds = emovec_store.open(tmp_path / "s.zarr").dataset(llama_dir.name, "mean_from_50")
+    assert int(ds.n_tokens.max()) == 30
+    truncated = int((ds.n_tokens == 30).sum())
+    assert truncated > 0 and readout["truncated"] == truncated and ds.attrs["truncated"] == truncated
+    assert readout["short_texts"] == readout["stimuli"]  # 30 tokens <= 50: every text used the short rule

@@ -168,20 +168,11 @@ class _Runner:
         return torch.stack([records[layer] for layer in self.layers]).cpu().numpy()
 
 
-def _screen_storage(runner: _Runner, token_ids: list[list[int]], spec: ReadoutSpec,
-                    compute_dtype: str, batch_tokens: int) -> tuple[str, float]:
-    """Storage dtype from a screening pass over the 8 longest and 8 spread-out stimuli."""
-    n = len(token_ids)
-    longest = np.argsort([-len(t) for t in token_ids], kind="stable")[:8]
-    spread = np.linspace(0, n - 1, min(n, 8)).astype(int)
-    sample = [token_ids[i] for i in sorted(set(longest.tolist()) | set(spread.tolist()))]
-    peak = 0.0
-    rows = max(1, batch_tokens // max(len(t) for t in sample))
-    for s in range(0, len(sample), rows):
-        peak = max(peak, float(np.abs(runner.run(sample[s:s + rows], spec)).max()))
+def _storage_from_screen(peak: float, compute_dtype: str) -> str:
+    """float16 when the screened max |x| leaves 2x headroom, else bf16 bits (bf16 compute) or float32."""
     if peak < FP16_SAFE_MAX:
-        return "float16", peak
-    return ("bfloat16" if compute_dtype == "bfloat16" else "float32"), peak
+        return "float16"
+    return "bfloat16" if compute_dtype == "bfloat16" else "float32"
 
 
 def _select(stimuli: pd.DataFrame, spec: ReadoutSpec) -> pd.DataFrame:
@@ -303,6 +294,7 @@ class _Prepared:
     ids: list[str]
     token_ids: list[list[int]]
     attrs: dict[str, Any]
+    first_batch: np.ndarray | None = None  # batch 0's activations, computed by the screening pass
 
     @property
     def by_id(self) -> dict[str, list[int]]:
@@ -338,17 +330,25 @@ def _matches_existing(st: Store, slug: str, p: _Prepared, layer_list: list[int],
 def _plan_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: device_policy.DevicePlan,
                   layer_list: list[int], hidden: int, storage_dtype: str, batch_tokens: int,
                   chunk_rows: int | None) -> None:
-    """Screen the storage dtype, plan the batches and create the readout group."""
-    if storage_dtype == "auto":
-        storage, peak = _screen_storage(runner, p.token_ids, p.spec, plan.compute_dtype, batch_tokens)
-        rule = f"screened: max |x| {peak:.6g} on a sample; float16 below {FP16_SAFE_MAX:g}"
-    else:
-        storage, rule = storage_dtype, "given"
-    rows_per_chunk = min(chunk_rows or layout.default_chunk_rows(len(p.ids), hidden, storage),  # type: ignore[arg-type]
-                         len(p.ids))
+    """Plan the batches, screen the storage dtype on the first batch, create the readout group.
+
+    The screening pass is the plan's first batch (the longest stimuli), kept in ``p.first_batch``
+    and written like any other batch, so screening costs no extra forward pass. Chunk rows are
+    sized for float32 (<= 8 MiB; 4 MiB when fp16 is chosen) so the plan does not depend on the outcome.
+    """
+    rows_per_chunk = min(chunk_rows or layout.default_chunk_rows(len(p.ids), hidden, "float32"), len(p.ids))
     order, batches = plan_batches([len(t) for t in p.token_ids], batch_tokens, rows_per_chunk, plan.bucket)
     planned = [p.ids[i] for i in order]
     by_id = p.by_id
+    if storage_dtype == "auto":
+        start, stop = batches[0]
+        p.first_batch = runner.run([by_id[s] for s in planned[start:stop]], p.spec)
+        peak = float(np.abs(p.first_batch).max())
+        storage = _storage_from_screen(peak, plan.compute_dtype)
+        rule = (f"screened: max |x| {peak:.6g} over the first batch ({stop - start} longest stimuli); "
+                f"float16 below {FP16_SAFE_MAX:g}")
+    else:
+        storage, rule = storage_dtype, "given"
     st.add_readout(slug, p.spec.name, stimulus_ids=planned, layers=layer_list, hidden=hidden,
                    storage_dtype=storage, batches=batches, chunk_rows=rows_per_chunk,
                    n_tokens=[len(by_id[s]) for s in planned],
@@ -375,7 +375,11 @@ def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: de
         for i, b in enumerate(pending):
             start, stop = writer.rows(b)
             batch = [by_id[s] for s in planned[start:stop]]
-            writer.write(b, runner.run(batch, spec))
+            if b == 0 and p.first_batch is not None:
+                writer.write(b, p.first_batch)
+                p.first_batch = None
+            else:
+                writer.write(b, runner.run(batch, spec))
             written += 1
             tokens += sum(len(t) for t in batch)
             if plan.empty_cache_every and (i + 1) % plan.empty_cache_every == 0:
