@@ -145,6 +145,8 @@ def test_verify_names_the_damaged_chunk(tmp_path: Path) -> None:
     (tmp_path / "s.zarr/models/m/mean_from_50/pooled/c/0/0/0").unlink()
     problems = emovec_store.verify(emovec_store.open(tmp_path / "s.zarr"))
     assert "missing: models/m/mean_from_50/pooled/c/0/0/0" in problems
+    with pytest.raises(emovec_store.IntegrityError, match="2 problem"):
+        emovec_store.check_integrity(emovec_store.open(tmp_path / "s.zarr"))
 
 
 def test_incompatible_appends_are_refused(tmp_path: Path) -> None:
