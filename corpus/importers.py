@@ -232,41 +232,36 @@ def import_emotion_vector_bench(src: Path, *, name: str = "emotion-vector-bench"
         provenance={"format": "emotion-vector-bench", "source": str(src.resolve()), "source_sha256": digest})
 
 
-def _evb_emotions(path: Path) -> tuple[list[str], dict[str, str]]:
+def _evb_grouped(path: Path, group_field: str, what: str) -> tuple[list[str], dict[str, str]]:
+    """The ``flat`` list of an emotion-vector-bench JSON file (or the concatenated groups when it has
+    none) and each entry's group, from ``{group_field: {group: [entries]}, "flat": [entries]}``."""
     doc = _load_json(path)
     if not isinstance(doc, dict):
         raise CorpusError("expected a JSON object", path=str(path))
-    clusters_doc = doc.get("clusters", {})
-    if not isinstance(clusters_doc, dict) or not all(isinstance(v, list) for v in clusters_doc.values()):
-        raise CorpusError("expected an object of cluster name → list of emotions", path=str(path), field="clusters")
-    clusters = {e: c for c, members in clusters_doc.items() for e in members if isinstance(e, str)}
-    flat = doc.get("flat", [e for members in clusters_doc.values() for e in members])
-    if not isinstance(flat, list) or not flat or not all(isinstance(e, str) for e in flat):
-        raise CorpusError("expected a non-empty list of emotion names", path=str(path), field="flat")
+    groups = doc.get(group_field, {})
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise CorpusError(f"expected an object of group name → list of {what}s", path=str(path), field=group_field)
+    group_of = {x: g for g, members in groups.items() for x in members if isinstance(x, str)}
+    flat = doc.get("flat", [x for members in groups.values() for x in members])
+    if not isinstance(flat, list) or not flat or not all(isinstance(x, str) and x.strip() for x in flat):
+        raise CorpusError(f"expected a non-empty list of {what}s", path=str(path), field="flat")
+    if len(set(flat)) != len(flat):
+        dup = next(x for x in flat if flat.count(x) > 1)
+        raise CorpusError(f"{what} {dup!r} is listed twice", path=str(path), field="flat")
+    return list(flat), group_of
+
+
+def _evb_emotions(path: Path) -> tuple[list[str], dict[str, str]]:
+    flat, clusters = _evb_grouped(path, "clusters", "emotion")
     for e in flat:
         _emotion_name(e, path, None, "flat")
         if e != e.strip().lower():
             raise CorpusError(f"emotion name {e!r} must be lower-case", path=str(path), field="flat")
-    if len(set(flat)) != len(flat):
-        dup = next(e for e in flat if flat.count(e) > 1)
-        raise CorpusError(f"emotion {dup!r} is listed twice", path=str(path), field="flat")
-    return list(flat), clusters
+    return flat, clusters
 
 
 def _evb_topics(path: Path) -> list[dict[str, Any]]:
-    doc = _load_json(path)
-    if not isinstance(doc, dict):
-        raise CorpusError("expected a JSON object", path=str(path))
-    by_domain = doc.get("by_domain", {})
-    if not isinstance(by_domain, dict) or not all(isinstance(v, list) for v in by_domain.values()):
-        raise CorpusError("expected an object of domain → list of topics", path=str(path), field="by_domain")
-    domain_of = {t: d for d, members in by_domain.items() for t in members if isinstance(t, str)}
-    flat = doc.get("flat", [t for members in by_domain.values() for t in members])
-    if not isinstance(flat, list) or not flat or not all(isinstance(t, str) and t.strip() for t in flat):
-        raise CorpusError("expected a non-empty list of topic sentences", path=str(path), field="flat")
-    if len(set(flat)) != len(flat):
-        dup = next(t for t in flat if flat.count(t) > 1)
-        raise CorpusError(f"topic {dup!r} is listed twice", path=str(path), field="flat")
+    flat, domain_of = _evb_grouped(path, "by_domain", "topic")
     width = max(2, len(str(len(flat) - 1)))
     return [{"id": f"t{i:0{width}d}", "domain": domain_of.get(t, ""), "description": t} for i, t in enumerate(flat)]
 
