@@ -295,6 +295,7 @@ class _Prepared:
     token_ids: list[list[int]]
     attrs: dict[str, Any]
     first_batch: np.ndarray | None = None  # batch 0's activations, computed by the screening pass
+    first_batch_seconds: float = 0.0        # ...and the time that took (counted when it is written)
 
     @property
     def by_id(self) -> dict[str, list[int]]:
@@ -342,7 +343,9 @@ def _plan_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: dev
     by_id = p.by_id
     if storage_dtype == "auto":
         start, stop = batches[0]
+        t0 = time.monotonic()
         p.first_batch = runner.run([by_id[s] for s in planned[start:stop]], p.spec)
+        p.first_batch_seconds = time.monotonic() - t0
         peak = float(np.abs(p.first_batch).max())
         storage = _storage_from_screen(peak, plan.compute_dtype)
         rule = (f"screened: max |x| {peak:.6g} over the first batch ({stop - start} longest stimuli); "
@@ -364,6 +367,7 @@ def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: de
     storage = st.readout_attrs(slug, spec.name)["storage_dtype"]
     t0 = time.monotonic()
     written = tokens = 0
+    screened_seconds = 0.0
     progress_now = st.progress(slug, spec.name)
     if progress_now.complete:  # nothing to do (e.g. the same command run twice)
         return ReadoutResult(spec.name, spec.text, len(planned), progress_now.total, 0, 0, 0.0, 0.0,
@@ -377,7 +381,7 @@ def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: de
             batch = [by_id[s] for s in planned[start:stop]]
             if b == 0 and p.first_batch is not None:
                 writer.write(b, p.first_batch)
-                p.first_batch = None
+                p.first_batch, screened_seconds = None, p.first_batch_seconds
             else:
                 writer.write(b, runner.run(batch, spec))
             written += 1
@@ -390,7 +394,7 @@ def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: de
         if bar is not None:
             bar.close()
         n_batches = len(writer.batches)
-    seconds = time.monotonic() - t0
+    seconds = time.monotonic() - t0 + screened_seconds
     return ReadoutResult(spec.name, spec.text, len(planned), n_batches, written, tokens, seconds,
                          tokens / seconds if seconds > 0 else 0.0, p.attrs["truncated"], p.attrs["short_texts"],
                          storage)
