@@ -97,9 +97,16 @@ def finalize(store: Store) -> None:
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
     # One atomic rewrite of the root metadata sets `complete` last, next to the consolidated block.
+    rewrite_root_attributes(path, complete=True,
+                            finalized=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def rewrite_root_attributes(path: Path, *, drop_consolidated: bool = False, **updates: object) -> None:
+    """Update the root group's attributes in one atomic rewrite of ``zarr.json``."""
     meta = json.loads((path / "zarr.json").read_text())
-    meta["attributes"]["finalized"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    meta["attributes"]["complete"] = True
+    if drop_consolidated:
+        meta.pop("consolidated_metadata", None)
+    meta["attributes"].update(updates)
     write_atomic(path / "zarr.json", json.dumps(meta, indent=2).encode())
 
 

@@ -297,13 +297,10 @@ class Store:
             raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
         if not self.complete:
             return
-        path = self.local_path
-        meta = json.loads((path / "zarr.json").read_text())
-        meta.pop("consolidated_metadata", None)
-        meta["attributes"].update(complete=False, finalized=None)
-        from .progress import write_atomic
+        from .finalize import rewrite_root_attributes
 
-        write_atomic(path / "zarr.json", json.dumps(meta, indent=2).encode())
+        path = self.local_path
+        rewrite_root_attributes(path, drop_consolidated=True, complete=False, finalized=None)
         shutil.rmtree(path / layout.MANIFEST_GROUP, ignore_errors=True)
         self._root = zarr.open_group(zarr.storage.LocalStore(path), mode="r+", use_consolidated=False)
 

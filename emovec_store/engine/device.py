@@ -44,15 +44,24 @@ class DevicePlan:
     empty_cache_every: int  # batches between cache flushes (0 = never)
 
 
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → cuda, then mps, then cpu (whichever torch can use); other names pass through."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+
+
 def choose(device: str = "auto", dtype: str = "auto", model_type: str = "") -> DevicePlan:
     """Pick device, compute dtype and threads; raises :class:`InputError` for impossible choices."""
     import torch
 
     if dtype not in COMPUTE_DTYPES:
         raise InputError(f"unknown --dtype {dtype!r}; choose from {', '.join(COMPUTE_DTYPES)}", field="dtype")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else (
-            "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")
+    device = resolve_device(device)
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda requested but torch sees no CUDA device", field="device")

@@ -221,8 +221,10 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
     if store_path.exists() and not (store_path / "zarr.json").exists() and any(store_path.iterdir()):
         raise InputError(f"{str(store_path)!r} exists and is not an emovec store; choose another --store path")
     source = resolve(model)
-    plan = device_policy.choose(device, "float32" if dtype == "auto" and device == "cpu" else dtype,
-                                _model_type_hint(source) if dtype == "auto" else "")
+    device = device_policy.resolve_device(device)
+    # the architecture only matters for the dtype policy off-CPU; reading it may parse a whole GGUF
+    hint = _model_type_hint(source) if dtype == "auto" and not device.startswith("cpu") else ""
+    plan = device_policy.choose(device, dtype, hint)
     loaded = load(source, device=plan.device, compute_dtype=plan.compute_dtype,
                   trust_remote_code=trust_remote_code)
     n_layers, hidden = n_layers_of(loaded.model), hidden_size_of(loaded.model)
@@ -256,6 +258,7 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
                                                                               storage_dtype))]
         if new or not model_exists:
             st.reopen()
+        if not model_exists:
             st.add_model(slug, provenance, identity=loaded.identity)
         for p in new:
             _plan_readout(st, slug, p, runner, plan, layer_list, hidden, storage_dtype, batch_tokens, chunk_rows)
