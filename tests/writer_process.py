@@ -1,15 +1,15 @@
 """A writer process for the crash test: fills a synthetic store, announcing each batch on stdout.
 
-    python -m tests.writer_process STORE_PATH
+    python -m tests.writer_process STORE_PATH [KILL_AT]   # KILL_AT: die during that batch write (1-based)
 """
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import emovec_store
 
+from .faults import kill_during_write
 from .synthetic import activations, batch_plan, stimulus_table
 
 N, LAYERS, HIDDEN = 60, 3, 8
@@ -26,9 +26,10 @@ def main(path: Path) -> None:
             start, stop = writer.rows(b)
             writer.write(b, data[:, start:stop])
             print(f"batch {b}", flush=True)
-            time.sleep(0.02)
     print("done", flush=True)
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        kill_during_write(int(sys.argv[2]))
     main(Path(sys.argv[1]))

@@ -1,0 +1,46 @@
+"""Deterministic fault injection for crash tests: SIGKILL a process in the middle of a batch write.
+
+A kill timed from outside (poll for flags, then signal) races the process: on a fast machine it has
+finished, on a loaded one the test waits. Here the process kills itself at a chosen batch, after the
+batch's chunk files hold torn bytes (its layers written in the wrong order, flushed to disk) and
+before its done flag, so every run dies at the same point — mid-write — however fast the machine is.
+
+    python -m tests.faults N emovec ARGS...   # run the emovec CLI, die during the N-th batch write
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+
+from emovec_store.writer import StreamWriter
+
+
+def kill_during_write(n: int) -> None:
+    """Patch the writer so that the ``n``-th batch write (1-based) is torn by a SIGKILL."""
+    original = StreamWriter._write_rows
+    calls = 0
+
+    def torn(self: StreamWriter, start: int, stop: int, encoded: np.ndarray) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls < n:
+            return original(self, start, stop, encoded)
+        original(self, start, stop, np.ascontiguousarray(encoded[::-1]))  # wrong bytes in place
+        for mm in self._maps.values():
+            mm.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    StreamWriter._write_rows = torn  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    kill_during_write(int(sys.argv[1]))
+    if sys.argv[2] != "emovec":
+        raise SystemExit("usage: python -m tests.faults N emovec ARGS...")
+    from emovec.cli.main import cli
+
+    cli(sys.argv[3:])
