@@ -67,13 +67,21 @@ def ls_cmd(path: str) -> None:
 @store.command()
 @click.argument("path")
 def verify(path: str) -> None:
-    """Re-hash every chunk file against the manifest; names each damaged chunk and exits 1."""
-    problems = emovec_store.verify(emovec_store.open(path))
+    """Re-hash every chunk file against the manifest; names each damaged chunk and exits 1.
+
+    Derived results (analysis outputs) are listed separately: they are not in the manifest."""
+    from emovec_store.finalize import derived_groups
+
+    st = emovec_store.open(path)
+    problems = emovec_store.verify(st)
     if problems:
         for line in problems:
             click.echo(line, err=True)
         raise emovec_store.IntegrityError(f"{len(problems)} problem(s) in {path}")
     click.echo(f"ok: every chunk file of {path} matches its sha256")
+    derived = derived_groups(st)
+    if derived:
+        click.echo(f"derived results (not in the manifest, not checked): {', '.join(derived)}")
 
 
 @store.command()

@@ -49,7 +49,7 @@ KIND_FILES: dict[str, str] = {"neutral": "neutral.jsonl", "implicit": "implicit.
                               "intensity": "intensity.jsonl", "external": "external.jsonl"}
 PERSPECTIVES: tuple[str, ...] = ("first", "third")
 COLUMNS: tuple[str, ...] = ("stimulus", "kind", "emotion", "topic", "split", "language", "perspective",
-                            "text", "text_sha256", "template", "level", "value")
+                            "text", "text_sha256", "template", "level", "value", "task")
 HASH_COLUMNS: tuple[str, ...] = ("stimulus", "kind", "emotion", "topic", "split", "language", "perspective",
                                  "text", "template", "level", "value")
 EMOTION_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -425,6 +425,7 @@ def _row(rec: RawRecord) -> dict[str, Any]:
         "template": d.get("template", "") if rec.kind == "intensity" else "",
         "level": int(d.get("level", 0)) if rec.kind == "intensity" else 0,
         "value": d.get("value", "") if rec.kind == "intensity" else "",
+        "task": str(d.get("task") or "") if rec.kind == "neutral" else "",
     }
 
 
@@ -467,10 +468,13 @@ def load_corpus(name_or_path: str | Path = "emovec", *, version: str | None = No
     DataFrame with columns ``stimulus`` (the record's ``id``), ``kind``, ``emotion`` ("" when none),
     ``topic`` ("" when none), ``split`` ("train" for English stories and neutral dialogues, "test"
     otherwise), ``language``, ``perspective`` ("" when none), ``text``, ``text_sha256``, and for
-    intensity rows ``template``, ``level`` (int; 0 on other rows) and ``value`` ("" on other rows).
+    intensity rows ``template``, ``level`` (int; 0 on other rows) and ``value`` ("" on other rows),
+    and ``task`` (neutral dialogues; "" on other rows; not part of the corpus hash).
     Rows are in the order given in the module docstring. ``attrs["corpus"]`` holds ``name``,
     ``version``, ``sha256`` (the corpus hash), ``emotions`` (names in the order of
-    ``emotions.json``) and ``source`` (the resolved directory, or ``"builtin"``).
+    ``emotions.json``), ``source`` (the resolved directory, or ``"builtin"``) and
+    ``emotion_table`` (one dict per emotion: ``name``, ``quadrant``, ``valence``, ``arousal``,
+    ``dominance`` — None when unknown — and the corpus' ``norms_source``), which stores record.
 
     Raises
     ------
@@ -508,8 +512,16 @@ def load_corpus(name_or_path: str | Path = "emovec", *, version: str | None = No
     table = pd.DataFrame({c: [r[c] for r in records] for c in COLUMNS})
     table["level"] = table["level"].astype("int64")
     table.attrs["corpus"] = {"name": meta.name, "version": meta.version, "sha256": corpus_sha256(table),
-                             "emotions": meta.emotion_names, "source": source}
+                             "emotions": meta.emotion_names, "source": source,
+                             "emotion_table": _emotion_records(meta)}
     return table
+
+
+def _emotion_records(meta: CorpusMeta) -> list[dict[str, Any]]:
+    norms_source = str(meta.extra.get("norms_source") or "")
+    return [{"name": e["name"], "quadrant": e.get("quadrant") or "",
+             **{k: None if e.get(k) is None else float(e[k]) for k in ("valence", "arousal", "dominance")},
+             "norms_source": norms_source} for e in meta.emotions]
 
 
 def emotion_table(name_or_path: str | Path = "emovec", *, version: str | None = None) -> pd.DataFrame:

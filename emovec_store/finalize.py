@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 def _is_data_file(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return not (name == "zarr.json" or name.endswith(".partial") or rel.startswith(layout.MANIFEST_GROUP + "/"))
+    return not (name == "zarr.json" or name.endswith(".partial") or rel.startswith(layout.MANIFEST_GROUP + "/")
+                or layout.is_derived(rel))
 
 
 def _data_files(root: Path) -> Iterator[str]:
@@ -113,7 +114,8 @@ def rewrite_root_attributes(path: Path, *, drop_consolidated: bool = False, **up
 def verify(store: Store) -> list[str]:
     """Re-hash every chunk file against the manifest written at finalize.
 
-    Returns one line per problem (``damaged: PATH``, ``missing: PATH``, ``unexpected: PATH``); empty
+    Derived results (``models/<slug>/derived/``) are not part of the manifest and not checked here;
+    :func:`derived_groups` lists them. Returns one line per problem (``damaged: PATH``, ``missing: PATH``, ``unexpected: PATH``); empty
     when the store is intact. Works on store directories and zip exports.
     """
     if not store.complete:
@@ -143,6 +145,21 @@ def verify(store: Store) -> list[str]:
             problems.append(f"damaged: {rel}")
     problems += [f"unexpected: {rel}" for rel in sorted(present - set(expected))]
     return problems
+
+
+def derived_groups(store: Store) -> list[str]:
+    """The derived results in a store directory or zip, as ``models/<slug>/derived/<name>`` paths."""
+    location = Path(store.location)
+    if store.local_path is not None:
+        names = [str(p.parent.relative_to(location)).replace(os.sep, "/")
+                 for p in location.glob(f"models/*/{layout.DERIVED}/*/zarr.json")]
+    elif location.suffix == ".zip":
+        with zipfile.ZipFile(location) as zf:
+            names = [n.rsplit("/", 1)[0] for n in zf.namelist() if n.endswith("/zarr.json")]
+    else:
+        return []
+    return sorted(n for n in names if layout.is_derived(n) and n.count("/") == 3 and
+                  not n.rsplit("/", 1)[-1].startswith("."))
 
 
 def check_integrity(store: Store) -> None:

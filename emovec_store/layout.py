@@ -4,10 +4,12 @@ A store is a Zarr v3 hierarchy::
 
     /                          attrs: emovec_schema, created, finalized, complete, software
     /stimuli/                  one row per stimulus: stimulus id, labels, text_sha256
+    /emotions/                 one row per emotion: name, quadrant, valence, arousal, dominance (NaN unknown)
     /models/<slug>/            attrs: provenance of the model
     /models/<slug>/<readout>/  pooled (layer, stimulus, hidden) or, for per-token readouts,
                                acts (layer, token, hidden) + CSR index arrays
     /models/<slug>/<readout>/_progress/   the immutable batch plan, per-batch done flags and max |x|
+    /models/<slug>/derived/<name>/        analysis results (emotion vectors, …): outside the manifest
 
 Chunk files use zarr's default v3 key encoding (``c/<i>/<j>/<k>``), uncompressed (``bytes`` codec
 only), so a chunk file is raw little-endian C-order data that numpy can memmap directly.
@@ -21,9 +23,15 @@ from pathlib import Path
 from .dtypes import StorageDtype, physical_dtype
 
 SCHEMA_VERSION = 1
-#: Label columns of the stimulus table that are copied into every readout as coordinates.
+#: Label columns of the stimulus table (strings) that are copied into every readout as coordinates.
 LABEL_COLUMNS: tuple[str, ...] = ("kind", "emotion", "topic", "split", "language", "perspective",
-                                  "text_sha256")
+                                  "text_sha256", "template", "value", "task")
+#: Integer label columns (0 where a stimulus has none), copied like LABEL_COLUMNS.
+INT_LABEL_COLUMNS: tuple[str, ...] = ("level",)
+EMOTIONS_GROUP = "emotions"
+#: Norm columns of the emotions table (floats, NaN when the corpus gives none).
+NORM_COLUMNS: tuple[str, ...] = ("valence", "arousal", "dominance")
+DERIVED = "derived"
 POOLED = "pooled"
 ACTS = "acts"
 PROGRESS = "_progress"
@@ -54,6 +62,17 @@ def default_token_chunk_rows(hidden: int, storage: StorageDtype) -> int:
     """Tokens per chunk of a per-token ``acts`` array (8192 for d=576 fp16, scaled for other sizes)."""
     row_bytes = hidden * physical_dtype(storage).itemsize
     return int(max(256, min(8192, 2 ** int(math.log2(max(1, TARGET_CHUNK_BYTES // row_bytes))))))
+
+
+def is_derived(rel: str) -> bool:
+    """Whether a store-relative path lies in a ``models/<slug>/derived/`` group (outside the manifest)."""
+    parts = rel.split("/")
+    return len(parts) >= 3 and parts[0] == "models" and parts[2] == DERIVED
+
+
+def derived_group(model: str, name: str | None = None) -> str:
+    """The zarr path of a model's derived group, or of one result in it."""
+    return f"models/{model}/{DERIVED}" + ("" if name is None else f"/{name}")
 
 
 def chunk_file(array_dir: Path, chunk_index: tuple[int, ...]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def _now() -> str:
 
 def stimuli_sha256(table: pd.DataFrame) -> str:
     """A hash of the stimulus table (ids, labels and text hashes) that the store records."""
-    cols = ["stimulus"] + [c for c in layout.LABEL_COLUMNS if c in table.columns]
+    cols = ["stimulus"] + [c for c in layout.LABEL_COLUMNS + layout.INT_LABEL_COLUMNS if c in table.columns]
     h = hashlib.sha256()
     for row in table[cols].itertuples(index=False):
         h.update(json.dumps(list(map(str, row)), ensure_ascii=False).encode() + b"\n")
@@ -67,7 +68,39 @@ def _normalise_stimuli(stimuli: pd.DataFrame) -> pd.DataFrame:
     for col in layout.LABEL_COLUMNS:
         if col in table.columns:
             table[col] = table[col].fillna("").astype(str)
+    for col in layout.INT_LABEL_COLUMNS:
+        if col in table.columns:
+            try:
+                table[col] = pd.to_numeric(table[col].fillna(0), errors="raise").astype(np.int64)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"stimulus column {col!r} must hold integers", field=col) from exc
     return table
+
+
+def _emotion_table(corpus: Mapping[str, Any], categories: Sequence[str]) -> pd.DataFrame:
+    """The emotions table a store records: the corpus' norms where given, NaN norms otherwise."""
+    records = {str(r["name"]): r for r in corpus.get("emotion_table") or () if isinstance(r, Mapping)}
+    rows = []
+    for name in categories:
+        r = records.get(name, {})
+        rows.append({"name": name, "quadrant": str(r.get("quadrant") or ""),
+                     **{k: float("nan") if r.get(k) is None else float(r[k]) for k in layout.NORM_COLUMNS},
+                     "norms_source": str(r.get("norms_source") or "")})
+    return pd.DataFrame(rows, columns=["name", "quadrant", *layout.NORM_COLUMNS, "norms_source"])
+
+
+def _portable_source(source: Any, store_dir: Path) -> str:
+    """The corpus source as stores record it: a built-in name, or a path relative to the store."""
+    text = str(source or "")
+    if text in ("", "builtin") or "://" in text:
+        return text
+    path = Path(text)
+    if not path.is_absolute():
+        return text
+    try:
+        return os.path.relpath(path, store_dir.resolve())
+    except ValueError:  # another drive (Windows): no relative form, keep only the directory name
+        return path.name
 
 
 def _write_strings(group: zarr.Group, name: str, values: Sequence[str], dim: str) -> None:
@@ -120,9 +153,26 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
     for col in layout.LABEL_COLUMNS + (("text",) if store_text else ()):
         if col in table.columns:
             _write_strings(group, col, table[col].fillna("").astype(str), "stimulus")
+    for col in layout.INT_LABEL_COLUMNS:
+        if col in table.columns:
+            _write_ints(group, col, table[col], "stimulus", "<i8")
     corpus = dict(stimuli.attrs.get("corpus", {}))
+    emotion_records = corpus.pop("emotion_table", None) or ()
+    corpus["source"] = _portable_source(corpus.get("source"), path)
     categories = corpus.get("emotions") or sorted({e for e in table.get("emotion", []) if e})
     group.attrs.update({"corpus": corpus, "emotion_categories": list(categories), "n_stimuli": n})
+    emotions = _emotion_table({"emotion_table": emotion_records}, list(categories))
+    egroup = root.create_group(layout.EMOTIONS_GROUP)
+    _write_strings(egroup, "emotion", emotions["name"], "emotion")
+    _write_strings(egroup, "quadrant", emotions["quadrant"], "emotion")
+    for col in layout.NORM_COLUMNS:
+        arr = egroup.create_array(col, shape=(len(emotions),), chunks=(max(1, len(emotions)),), dtype="<f8",
+                                  dimension_names=("emotion",), compressors=None, fill_value=float("nan"))
+        if len(emotions):
+            arr[:] = emotions[col].to_numpy(dtype=np.float64)
+    sources = sorted({s for s in emotions["norms_source"] if s})
+    egroup.attrs.update({"norms_source": "; ".join(sources), "n_with_norms":
+                         int(np.isfinite(emotions["valence"].to_numpy(dtype=float)).sum())})
     root.create_group("models")
     root.attrs.update({"emovec_schema": layout.SCHEMA_VERSION, "created": _now(), "finalized": None,
                        "complete": False, "software": software_versions(), "stimuli_sha256": digest})
@@ -247,6 +297,25 @@ class Store:
     def stimuli(self) -> xr.Dataset:
         """The stimulus table: one row per stimulus, labels as variables along ``stimulus``."""
         return _plain_strings(self._open_xr("stimuli").load())
+
+    @property
+    def emotions(self) -> xr.Dataset:
+        """The emotions table: dim ``emotion`` (corpus order), ``quadrant`` ("" unknown) and the human
+        norms ``valence``, ``arousal``, ``dominance`` (0..1, NaN where the corpus gives none).
+
+        Stores written before the table existed give the stimulus table's emotion categories with
+        NaN norms."""
+        if layout.EMOTIONS_GROUP in self._root:
+            ds = _plain_strings(self._open_xr(layout.EMOTIONS_GROUP).load())
+            ds = ds.set_coords("emotion")
+        else:
+            cats = [str(c) for c in self._root["stimuli"].attrs.get("emotion_categories", [])]
+            nan = np.full(len(cats), np.nan)
+            ds = xr.Dataset({"quadrant": ("emotion", np.asarray([""] * len(cats), dtype=object)),
+                             **{k: ("emotion", nan.copy()) for k in layout.NORM_COLUMNS}},
+                            coords={"emotion": np.asarray(cats, dtype=object)})
+            ds.attrs["norms_source"] = ""
+        return ds
 
     def dataset(self, model: str, readout: str | None = None) -> xr.Dataset:
         """One readout as a lazy Dataset with dims ``(layer, stimulus, hidden)`` (per-token readouts:
@@ -381,6 +450,10 @@ class Store:
         labels = [c for c in layout.LABEL_COLUMNS if c in stim]
         for col in labels:
             _write_strings(group, col, np.asarray(stim[col][:].tolist(), dtype=object)[rows], "stimulus")
+        int_labels = [c for c in layout.INT_LABEL_COLUMNS if c in stim]
+        for col in int_labels:
+            _write_ints(group, col, np.asarray(stim[col][:])[rows], "stimulus", "<i8")
+        labels += int_labels
         _write_ints(group, "stimulus_index", rows, "stimulus")
         _write_ints(group, "layer", layers, "layer")
         if n_tokens is not None:
