@@ -105,7 +105,8 @@ class Vectors:
 
     ``raw`` and ``denoised`` have dims ``(layer, emotion, hidden)`` (float64); ``vectors`` is the
     one the analyses use (denoised when denoising ran, else raw); ``means`` the class means;
-    ``denoise_k`` (layer) the number of neutral components removed (None without denoising).
+    ``denoise_k`` (layer) the number of neutral components removed and ``components``
+    (layer, component, hidden) the removed directions (None without denoising).
     """
 
     raw: xr.DataArray
@@ -114,6 +115,7 @@ class Vectors:
     denoise_k: xr.DataArray | None
     baseline: Baseline
     denoise: float | None
+    components: xr.DataArray | None = None
 
     @property
     def vectors(self) -> xr.DataArray:
@@ -159,12 +161,13 @@ def emotion_vectors(stories: xr.DataArray, *, neutral: xr.DataArray | None = Non
         assert neutral is not None
         raw = means - neutral.astype(np.float64).mean("stimulus").compute()
     raw = raw.drop_vars("n_emotion")
-    denoised = k = None
+    denoised = k = comps = None
     if denoise is not None:
         assert neutral is not None
         comps, k = neutral_components(neutral.compute(), denoise)
         denoised = project_out(raw, comps).transpose("layer", "emotion", "hidden")
-    return Vectors(raw=raw, denoised=denoised, means=means, denoise_k=k, baseline=baseline, denoise=denoise)
+    return Vectors(raw=raw, denoised=denoised, means=means, denoise_k=k, baseline=baseline, denoise=denoise,
+                   components=comps)
 
 
 def unit(vectors: xr.DataArray, dim: str = "hidden") -> xr.DataArray:

@@ -1,0 +1,155 @@
+"""The analyses' only door to a store: a readout's pooled array with its labels, the emotions table,
+and the stimulus texts (for text baselines), selected lazily.
+
+Everything returned is an xarray object; activations stay dask-backed (chunks = zarr chunks) until an
+analysis reduces them, so opening a store of any size costs only its metadata.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import emovec_store
+from emovec_store import Store
+from emovec_store.errors import InputError
+
+#: Readouts tried, in order, for the story analyses when none is named.
+PREFERRED_READOUTS = ("mean_from_50", "mean", "last")
+#: Stimulus kinds that carry an emotion label and serve as training stories.
+STORY_KINDS = ("story", "external")
+
+
+@dataclass(frozen=True)
+class ReadoutData:
+    """One readout of one model, ready for the analyses.
+
+    ``pooled`` has dims ``(layer, stimulus, hidden)`` (float32, lazy) and every stimulus label as a
+    coordinate; ``emotions`` is the store's emotions table; ``model_attrs``/``readout_attrs`` the
+    provenance the results record.
+    """
+
+    model: str
+    readout: str
+    pooled: xr.DataArray
+    emotions: xr.Dataset
+    model_attrs: dict[str, Any] = field(default_factory=dict)
+    readout_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def kinds(self) -> list[str]:
+        return sorted(set(np.asarray(self.pooled["kind"].values).astype(str)))
+
+
+def open_store(store: str | Path | Store) -> Store:
+    """A finalized store (analyses never read half-written activations)."""
+    return store if isinstance(store, Store) else emovec_store.open(store)
+
+
+def pooled_readouts(store: Store, model: str) -> list[str]:
+    """The model's pooled (not per-token) readouts."""
+    return [r for r in store.readouts(model) if store.readout_attrs(model, r).get("kind") != "tokens"]
+
+
+def story_readout(store: Store, model: str, readout: str | None = None) -> str:
+    """The readout the story analyses use: ``readout`` if given, else the first preferred one present."""
+    available = pooled_readouts(store, model)
+    if readout is not None:
+        if readout not in available:
+            raise InputError(f"model {model!r} in {store.location!r} has no pooled readout {readout!r}; "
+                             f"available: {', '.join(available) or 'none'}")
+        return readout
+    for name in PREFERRED_READOUTS:
+        if name in available:
+            return name
+    with_stories = [r for r in available if set(STORY_KINDS) & set(_kinds(store, model, r))]
+    if not with_stories:
+        raise InputError(f"model {model!r} in {store.location!r} has no pooled readout over stories; "
+                         f"readouts: {', '.join(available) or 'none'}")
+    return with_stories[0]
+
+
+def _kinds(store: Store, model: str, readout: str) -> list[str]:
+    return sorted(set(np.asarray(store.dataset(model, readout)["kind"].values).astype(str)))
+
+
+def open_readout(store: Store, model: str, readout: str, *, layers: Sequence[int] | None = None) -> ReadoutData:
+    """A readout as :class:`ReadoutData`; ``layers`` (hidden_states indices) selects some layers."""
+    ds = store.dataset(model, readout)
+    if "pooled" not in ds:
+        raise InputError(f"readout {model}/{readout} is per-token; analyses read pooled readouts")
+    pooled = ds["pooled"]
+    if layers is not None:
+        stored = [int(x) for x in pooled["layer"].values]
+        missing = [int(x) for x in layers if int(x) not in stored]
+        if missing:
+            raise InputError(f"layer(s) {', '.join(map(str, missing))} not stored for {model}/{readout}; "
+                             f"stored: {stored[0]}..{stored[-1]} ({len(stored)} layers)")
+        pooled = pooled.sel(layer=[int(x) for x in layers])
+    return ReadoutData(model=model, readout=readout, pooled=pooled, emotions=store.emotions,
+                       model_attrs=store.model_attrs(model), readout_attrs=store.readout_attrs(model, readout))
+
+
+def select(pooled: xr.DataArray, *, kinds: Sequence[str] | None = None, language: str | None = None,
+           labelled: bool = False) -> xr.DataArray:
+    """Rows of some kinds and/or one language; ``labelled`` keeps only rows with an emotion label."""
+    keep = np.ones(pooled.sizes["stimulus"], dtype=bool)
+    if kinds is not None:
+        keep &= np.isin(np.asarray(pooled["kind"].values).astype(str), list(kinds))
+    if language is not None and "language" in pooled.coords:
+        keep &= np.asarray(pooled["language"].values).astype(str) == language
+    if labelled:
+        keep &= np.asarray(pooled["emotion"].values).astype(str) != ""
+    return pooled.isel(stimulus=np.flatnonzero(keep))
+
+
+def main_language(pooled: xr.DataArray) -> str | None:
+    """The most common language among the story rows (the analyses' training language)."""
+    if "language" not in pooled.coords:
+        return None
+    stories = select(pooled, kinds=STORY_KINDS, labelled=True)
+    langs, counts = np.unique(np.asarray(stories["language"].values).astype(str), return_counts=True)
+    return str(langs[np.argmax(counts)]) if len(langs) else None
+
+
+def texts_for(store: Store, pooled: xr.DataArray) -> tuple[list[str] | None, str]:
+    """The texts of ``pooled``'s stimuli, in its row order, and where they came from.
+
+    From the store when it was extracted with ``--store-text``; else from the corpus the store names
+    (the built-in corpus, or a directory relative to the store), matched by ``text_sha256``. Returns
+    ``(None, reason)`` when neither has every text.
+    """
+    wanted = np.asarray(pooled["text_sha256"].values).astype(str) if "text_sha256" in pooled.coords else None
+    stim = store.stimuli
+    if "text" in stim:
+        by_id = dict(zip(np.asarray(stim["stimulus"].values).astype(str), np.asarray(stim["text"].values).astype(str)))
+        ids = np.asarray(pooled["stimulus"].values).astype(str)
+        if all(i in by_id for i in ids):
+            return [by_id[i] for i in ids], "store"
+    if wanted is None:
+        return None, "the store has no texts and no text_sha256 to find them in a corpus"
+    corpus = dict(stim.attrs.get("corpus", {}))
+    source = str(corpus.get("source") or "")
+    if source in ("", "builtin"):
+        name: str | Path = "emovec" if source == "builtin" else str(corpus.get("name") or "")
+    else:
+        # recorded relative to the store directory; a zip export sits where its directory did
+        base = Path(store.location) if "://" not in store.location else Path.cwd()
+        name = (base / source).resolve()
+    if not name:
+        return None, "the store records no corpus source and holds no texts"
+    from emovec.corpus import load_corpus  # a corpus import costs ~0.1 s; only text baselines need it
+
+    try:
+        table = load_corpus(name, languages=None)
+    except InputError as exc:
+        return None, f"corpus {str(name)!r} named by the store could not be read ({exc})"
+    by_hash = dict(zip(table["text_sha256"], table["text"]))
+    missing = [h for h in wanted if h not in by_hash]
+    if missing:
+        return None, (f"{len(missing)} of {len(wanted)} texts are not in corpus {str(name)!r} "
+                      "(extract with --store-text to keep them in the store)")
+    return [by_hash[h] for h in wanted], f"corpus {corpus.get('name', name)} {corpus.get('version', '')}".strip()
