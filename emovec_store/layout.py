@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from .dtypes import StorageDtype, physical_dtype
+from .errors import InputError
 
 SCHEMA_VERSION = 1
 #: Label columns of the stimulus table (strings) that are copied into every readout as coordinates.
@@ -105,3 +107,26 @@ def uniform_batches(n_rows: int, chunk_rows: int, batch_rows: int) -> list[tuple
         c1 = min(c0 + chunk_rows, n_rows)
         plan += [(s, min(s + batch_rows, c1)) for s in range(c0, c1, batch_rows)]
     return plan
+
+
+def parse_layers(text: str | Sequence[int], n_layers: int) -> list[int]:
+    """``all`` | ``a,b,c`` | ``every:k`` → sorted hidden_states indices in ``0..n_layers``."""
+    if not isinstance(text, str):
+        layers = [int(x) for x in text]
+    elif text == "all":
+        layers = list(range(n_layers + 1))
+    elif text.startswith("every:"):
+        step = text.split(":", 1)[1]
+        if not step.isdigit() or int(step) < 1:
+            raise InputError(f"--layers every:K needs a positive K, got {text!r}", field="layers")
+        layers = list(range(0, n_layers + 1, int(step)))
+    else:
+        try:
+            layers = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"--layers takes all, every:K or a,b,c; got {text!r}", field="layers") from None
+    bad = [x for x in layers if not 0 <= x <= n_layers]
+    if not layers or bad:
+        raise InputError(f"layer {bad[0] if bad else '(none)'} is out of range: this model has hidden_states "
+                         f"0..{n_layers}", field="layers")
+    return sorted(set(layers))

@@ -2,7 +2,8 @@
 hooks, pool inside the hooks, and stream the result into a store. torch is imported lazily."""
 from __future__ import annotations
 
-from .extract import ExtractionResult, ReadoutResult, extract, parse_layers, parse_shard
+from ..layout import parse_layers
+from .extract import ExtractionResult, ReadoutResult, extract, parse_shard
 from .readouts import DEFAULT_READOUTS, ReadoutSpec, parse_readout
 from .resolve import ALIASES, ResolvedModel, alias_installed, alias_size, pull, resolve
 

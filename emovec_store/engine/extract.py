@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import layout
+from ..layout import parse_layers
 from ..dtypes import FLOAT16_MAX, parse_storage_dtype
 from ..errors import IncompatibleStoreError, InputError
 from ..store import Store, create
@@ -64,29 +65,6 @@ class ExtractionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_layers(text: str | Sequence[int], n_layers: int) -> list[int]:
-    """``all`` | ``a,b,c`` | ``every:k`` → sorted hidden_states indices in ``0..n_layers``."""
-    if not isinstance(text, str):
-        layers = [int(x) for x in text]
-    elif text == "all":
-        layers = list(range(n_layers + 1))
-    elif text.startswith("every:"):
-        step = text.split(":", 1)[1]
-        if not step.isdigit() or int(step) < 1:
-            raise InputError(f"--layers every:K needs a positive K, got {text!r}", field="layers")
-        layers = list(range(0, n_layers + 1, int(step)))
-    else:
-        try:
-            layers = [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(f"--layers takes all, every:K or a,b,c; got {text!r}", field="layers") from None
-    bad = [x for x in layers if not 0 <= x <= n_layers]
-    if not layers or bad:
-        raise InputError(f"layer {bad[0] if bad else '(none)'} is out of range: this model has hidden_states "
-                         f"0..{n_layers}", field="layers")
-    return sorted(set(layers))
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
