@@ -179,8 +179,12 @@ def unit(vectors: xr.DataArray, dim: str = "hidden") -> xr.DataArray:
 def projections(pooled: xr.DataArray, vectors: xr.DataArray) -> xr.DataArray:
     """Each stimulus projected onto each unit emotion vector: dims ``(layer, stimulus, emotion)``.
 
-    Lazy on dask input; float64. Stimulus coordinates are kept.
+    Lazy on dask input; float64. Stimulus coordinates are kept; the stimuli's own ``emotion`` label
+    (which would clash with the ``emotion`` dimension) becomes ``stimulus_emotion``.
     """
     check_pooled(pooled, need=())
+    if "emotion" in pooled.coords and "emotion" not in pooled.dims:
+        pooled = pooled.rename({"emotion": "stimulus_emotion"})
+    stim_coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
     out = xr.dot(pooled.astype(np.float64), unit(vectors), dim="hidden")
-    return out.transpose("layer", "stimulus", "emotion")
+    return out.transpose("layer", "stimulus", "emotion").assign_coords(stim_coords)
