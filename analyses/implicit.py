@@ -45,7 +45,7 @@ from scipy.stats import t as t_dist
 from emovec_store.errors import InputError
 
 from .layers import row_correlations
-from .stats import CI_LEVEL, DEFAULT_PERMUTATIONS, Alternative, Estimate, _clean, as_rng, permutation_p
+from .stats import CI_LEVEL, DEFAULT_PERMUTATIONS, Alternative, Estimate, json_float, as_rng, permutation_p
 from .vectors import Vectors, check_pooled, unit
 
 EXACT_LIMIT = 40320  # 8!: up to this many orderings a template's permutation null is enumerated exactly
@@ -310,7 +310,7 @@ class IntensityResult:
         curves = {}
         for t in self.templates:
             c = self.curves.sel(template=t, level=list(self.levels[t])).transpose("layer", "level").values
-            curves[t] = [[_clean(x) for x in row] for row in c]
+            curves[t] = [[json_float(x) for x in row] for row in c]
         return {"templates": list(self.templates), "target": dict(self.target),
                 "levels": {t: [int(x) for x in lv] for t, lv in self.levels.items()}, "layer": self.layers,
                 "rho": {t: [e.to_dict() for e in self.rho[t]] for t in self.templates},

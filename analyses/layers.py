@@ -29,7 +29,7 @@ from scipy.stats import rankdata
 
 from emovec_store.errors import InputError
 
-from .stats import Estimate, _clean
+from .stats import Estimate, json_float
 
 NORM_FLAG_THRESHOLD = 0.8
 
@@ -158,7 +158,7 @@ def norm_confound_check(metrics: Mapping[str, Sequence[float]], mean_norm: Seque
         rho = None
         if ok.sum() >= 3:
             r = row_correlations(rankdata(v[ok])[None], rankdata(norm[ok])[None])[0, 0]
-            rho = _clean(r)
+            rho = json_float(r)
         out.append({"metric": str(name), "rho": rho, "flagged": bool(rho is not None and abs(rho) >= threshold)})
     return out
 
@@ -184,7 +184,7 @@ class LayerSummary:
         return {"metric": self.metric, "best_layer": self.best_layer,
                 "best": None if self.best is None else self.best.to_dict(), "default": self.default.to_dict(),
                 "floor": None if self.floor is None else self.floor.to_dict(),
-                "rise_above_floor": _clean(self.rise_above_floor)}
+                "rise_above_floor": json_float(self.rise_above_floor)}
 
 
 def summarise_metric(name: str, values: Sequence[Estimate], layers: Sequence[int], *, default: int,
@@ -222,7 +222,7 @@ class LayersResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"layer", "rsa", "default_layer", "summary", "norm_check"}``."""
         return {"layer": self.layers,
-                "rsa": [[_clean(x) for x in row] for row in self.rsa.transpose("layer", "layer_b").values],
+                "rsa": [[json_float(x) for x in row] for row in self.rsa.transpose("layer", "layer_b").values],
                 "default_layer": int(self.default_layer),
                 "summary": [s.to_dict() for s in self.summary],
                 "norm_check": [dict(c) for c in self.norm_check]}

@@ -32,7 +32,8 @@ def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def _clean(x: float | None) -> float | None:
+def json_float(x: float | None) -> float | None:
+    """A float for JSON: NaN (and None) become None, numpy scalars plain floats."""
     if x is None:
         return None
     x = float(x)
@@ -57,12 +58,12 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN becomes None, numpy scalars become floats."""
-        out: dict[str, Any] = {"value": _clean(self.value)}
-        out["ci"] = None if self.ci is None else [_clean(self.ci[0]), _clean(self.ci[1])]
+        out: dict[str, Any] = {"value": json_float(self.value)}
+        out["ci"] = None if self.ci is None else [json_float(self.ci[0]), json_float(self.ci[1])]
         for key in ("n", "p", "n_resamples", "n_permutations", "null_mean"):
             v = getattr(self, key)
             if v is not None:
-                out[key] = int(v) if key.startswith("n") and key != "null_mean" else _clean(v)
+                out[key] = int(v) if key.startswith("n") and key != "null_mean" else json_float(v)
         return out
 
     @classmethod
