@@ -34,11 +34,13 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from . import analyze as analyze_cmds
     from . import corpus as corpus_cmds
     from . import extract as extract_cmds
     from . import models as models_cmds
     from . import store as store_cmds
 
+    cli.add_command(analyze_cmds.analyze)
     cli.add_command(corpus_cmds.corpus)
     cli.add_command(extract_cmds.extract)
     cli.add_command(models_cmds.models)

@@ -1,0 +1,34 @@
+"""Where the analyses' dask graphs run: local threads by default, or a dask.distributed cluster."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from emovec_store.errors import InputError
+
+#: Seconds to wait for a scheduler before giving up with one line.
+CONNECT_TIMEOUT_S = 10
+
+
+@contextmanager
+def scheduler_context(address: str | None) -> Iterator[Any]:
+    """Run the enclosed computations on the dask.distributed scheduler at ``address`` (None: local).
+
+    The client becomes dask's default scheduler for the block, so every ``compute()`` of the
+    analyses (class means, projections, per-layer loads) runs on the cluster's workers.
+    """
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed: pip install 'emovec[cluster]'") from None
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s ({exc})",
+                         field="scheduler") from None
+    with client:
+        yield client
