@@ -162,8 +162,13 @@ def _values(vectors: xr.DataArray) -> np.ndarray:
     return np.asarray(vectors.transpose(*VECTOR_DIMS).values, dtype=np.float64)
 
 
+def _strings(values: Any) -> np.ndarray:
+    """Any array of labels (numpy ``StringDType`` from the store included) as a fixed-width str array."""
+    return np.array([str(x) for x in np.asarray(values).tolist()], dtype=str)
+
+
 def _names(vectors: xr.DataArray) -> list[str]:
-    return [str(e) for e in vectors["emotion"].values]
+    return [str(e) for e in vectors["emotion"].values.tolist()]
 
 
 def _aligned(values: xr.DataArray | Sequence[Any] | np.ndarray, names: list[str], fill: Any) -> np.ndarray:
@@ -181,7 +186,7 @@ def _aligned(values: xr.DataArray | Sequence[Any] | np.ndarray, names: list[str]
 def _quadrant_codes(quadrants: xr.DataArray | Sequence[str] | np.ndarray,
                     names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(keep, codes)``: indices of emotions with a quadrant and their integer quadrant codes."""
-    q = _aligned(quadrants, names, "").astype(str)
+    q = _strings(_aligned(quadrants, names, ""))
     keep = np.flatnonzero(q != "")
     _, codes = np.unique(q[keep], return_inverse=True)
     return keep, codes.astype(np.int64)
@@ -204,7 +209,7 @@ def _replicate_values(replicates: xr.DataArray | None, vectors: xr.DataArray) ->
     if set(replicates.dims) != set(dims):
         raise InputError(f"expected bootstrap cosines with dims {dims}, got {replicates.dims}")
     if (list(replicates["layer"].values) != list(vectors["layer"].values)
-            or [str(e) for e in replicates["emotion"].values] != _names(vectors)):
+            or [str(e) for e in replicates["emotion"].values.tolist()] != _names(vectors)):
         raise InputError("bootstrap cosines do not match the vectors' layers and emotions")
     return np.asarray(replicates.transpose(*dims).values)
 
@@ -231,7 +236,7 @@ def cosine_matrix(vectors: xr.DataArray) -> xr.DataArray:
 def _story_rows(stories: xr.DataArray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Story rows of the vectors' emotions, grouped by emotion: ``(rows, emotion code per row)``."""
     check_pooled(stories)
-    labels = np.asarray(stories["emotion"].values).astype(str)
+    labels = _strings(stories["emotion"].values)
     index = {e: i for i, e in enumerate(names)}
     codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
     counts = np.bincount(codes[codes >= 0], minlength=len(names))
@@ -521,7 +526,7 @@ def bootstrap_pca_scores(replicates: xr.DataArray, pca: UnitPCA) -> xr.DataArray
     """
     scores = pca.scores.transpose("layer", "emotion", "component")
     if (list(replicates["layer"].values) != list(scores["layer"].values)
-            or list(replicates["emotion"].values) != list(scores["emotion"].values)):
+            or replicates["emotion"].values.tolist() != scores["emotion"].values.tolist()):
         raise InputError("bootstrap cosines do not match the PCA's layers and emotions")
     cos = replicates.transpose("layer", "replicate", "emotion", "emotion_b").values
     observed = np.asarray(scores.values)
@@ -889,14 +894,14 @@ def run_geometry(vectors: xr.DataArray, stories: xr.DataArray | None, emotions: 
     names = _names(vectors)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     skipped: dict[str, str] = {}
-    quadrants = (_aligned(emotions["quadrant"], names, "").astype(str) if "quadrant" in emotions
-                 else np.full(len(names), "", dtype=object)).astype(str)
+    quadrants = _strings(_aligned(emotions["quadrant"], names, "") if "quadrant" in emotions else [""] * len(names))
     values = _values(vectors)
     norm = xr.DataArray(np.sqrt((values**2).sum(axis=-1)).mean(axis=1), dims=("layer",),
                         coords={"layer": vectors["layer"].values})
     replicates = None
-    if stories is None:
-        skipped["bootstrap"] = "no story activations given: cohesion, PC r and RSA have no CI"
+    if stories is None or n_bootstrap < 1:
+        skipped["bootstrap"] = ("no story activations given" if stories is None else "n_bootstrap = 0") + \
+            ": cohesion, PC r and RSA have no CI"
     else:
         replicates = bootstrap_cosines(vectors, stories, components=components, baseline=baseline,
                                        n_bootstrap=n_bootstrap, rng=streams[0])

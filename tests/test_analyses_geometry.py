@@ -275,3 +275,27 @@ def test_emotions_with_nan_norms_are_dropped_and_counted() -> None:
     assert d["n_norms"] == 10
     assert all(e["n"] == 10 for e in d["cv_valence"] + d["rsa_norms"] + d["pc_valence"]["pc1"])
     assert all(e["n"] == 12 for e in d["cohesion"])
+
+
+def test_functions_refuse_inputs_they_cannot_score() -> None:
+    stories, table, _ = synthetic()
+    vectors = vectors_of(stories)
+    with pytest.raises(InputError, match="two quadrants"):
+        quadrant_cohesion(vectors, ["q"] * 12, n_permutations=P, rng=0)
+    with pytest.raises(InputError, match="need ≥ 4"):
+        pc_norm_correlation(vectors, table["valence"].where(np.arange(12) < 3), n_permutations=P, rng=0)
+    with pytest.raises(InputError, match="dims"):
+        cosine_matrix(vectors.rename(hidden="unit"))
+
+
+def test_string_dtype_labels_from_the_store_give_the_same_result() -> None:
+    stories, table, _ = synthetic(valence=3.0)
+    vectors = vectors_of(stories)
+    sdt = np.dtypes.StringDType()
+    names = np.asarray(table["emotion"].values.tolist(), dtype=sdt)
+    store_like = table.assign(quadrant=("emotion", np.asarray(table["quadrant"].values.tolist(), dtype=sdt)))
+    store_like = store_like.assign_coords(emotion=names)
+    labelled = stories.assign_coords(emotion=("stimulus", np.asarray(stories["emotion"].values.tolist(), dtype=sdt)))
+    kwargs = {"n_permutations": P, "n_bootstrap": 20, "seed": 1}
+    assert (run_geometry(vectors, labelled, store_like, **kwargs).to_dict()
+            == run_geometry(vectors, stories, table, **kwargs).to_dict())
