@@ -518,7 +518,8 @@ class Store:
 
 def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
     """numpy StringDType variables as object arrays of str (what pandas and most code expect)."""
-    conv = {v: ds[v].astype(object) for v in ds.variables if ds[v].dtype.kind == "T"}
+    conv = {v: (ds[v].dims, np.asarray(ds[v].values, dtype=object), ds[v].attrs)
+            for v in ds.variables if ds[v].dtype.kind == "T"}
     coords = {k: v for k, v in conv.items() if k in ds.coords}
     return ds.assign_coords(coords).assign({k: v for k, v in conv.items() if k not in coords})
 
