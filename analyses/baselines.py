@@ -65,6 +65,11 @@ def _check_texts(labels: xr.DataArray, texts: Sequence[str]) -> np.ndarray:
     return np.asarray([str(t) for t in texts], dtype=object)
 
 
+def _labels(labels: xr.DataArray) -> np.ndarray:
+    """Class labels as a str array (numpy ``StringDType`` from a store included)."""
+    return np.asarray(labels.values, dtype=object).astype(str)
+
+
 def _as_predictions(labels: xr.DataArray, predicted: np.ndarray, name: str) -> xr.DataArray:
     return labels.copy(data=np.asarray(predicted).astype(labels.dtype)).rename(name)
 
@@ -82,7 +87,7 @@ def fold_predictions(make_model: ModelFactory, features: np.ndarray, labels: xr.
     """
     _check_aligned(labels, fold)
     with single_threaded_blas():
-        return np.asarray(cross_val_predict(make_model(), features, np.asarray(labels.values),
+        return np.asarray(cross_val_predict(make_model(), features, _labels(labels),
                                             cv=PredefinedSplit(np.asarray(fold.values))))
 
 
@@ -164,7 +169,7 @@ def shuffled_baseline(features: xr.DataArray, labels: xr.DataArray, fold: xr.Dat
     _check_aligned(labels, fold)
     rng = as_rng(seed)
     x = np.asarray(features.transpose("stimulus", ...).values, dtype=np.float64)
-    y = np.asarray(labels.values)
+    y = _labels(labels)
     folds = np.asarray(fold.values)
     predicted = np.empty_like(y)
     with single_threaded_blas():

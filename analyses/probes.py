@@ -81,7 +81,8 @@ TEXT_BASELINES = ("length", "bag_of_words")
 
 
 def _strings(coord: xr.DataArray) -> np.ndarray:
-    return np.asarray(coord.values).astype(str)
+    """Labels as a fixed-width str array of the same shape (numpy ``StringDType`` from a store included)."""
+    return np.asarray(coord.values, dtype=object).astype(str)
 
 
 def _classes(stories: xr.DataArray, categories: Sequence[str] | None) -> list[str]:

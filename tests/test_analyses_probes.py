@@ -238,3 +238,13 @@ def test_too_few_topics_or_classes_is_one_clear_error(change: dict, message: str
 def test_more_folds_than_topics_is_refused() -> None:
     with pytest.raises(InputError, match="n_splits"):
         run_probes(stories(n_topics=3), **FAST)
+
+
+def test_store_labels_of_numpy_string_dtype_are_read() -> None:
+    pooled = stories(signal=1.0)
+    sdt = np.dtypes.StringDType()
+    texts = texts_for(pooled, with_class_word=True)
+    typed = pooled.assign_coords({c: ("stimulus", np.asarray(pooled[c].values, dtype=sdt))
+                                  for c in ("emotion", "topic")})
+    assert typed["emotion"].dtype.kind == "T"
+    assert run_probes(typed, texts, **FAST).to_dict() == run_probes(pooled, texts, **FAST).to_dict()
