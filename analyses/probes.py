@@ -545,7 +545,6 @@ def run_probes(stories: xr.DataArray, texts: Sequence[str] | None = None, *,
     The best baseline is the more accurate of the text baselines (``length``, ``bag_of_words``); taking
     the maximum makes the margin conservative. ``shuffled`` is the empirical chance level, not a text
     model, and is the margin's reference only when no text baseline could run.
-
     """
     classes = _classes(stories, categories)
     fold = topic_folds(stories["topic"], n_splits)
