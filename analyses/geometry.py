@@ -45,6 +45,7 @@ from .stats import (
     Estimate,
     as_rng,
     estimate_from_replicates,
+    json_float,
     permutation_p,
     stratified_bootstrap_indices,
 )
@@ -807,10 +808,6 @@ def _ests(values: tuple[Estimate, ...] | None) -> list[dict[str, Any]] | None:
     return None if values is None else [e.to_dict() for e in values]
 
 
-def _clean(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 @dataclass(frozen=True)
 class GeometryResult:
     """Geometry of the emotion vectors of every layer (see :func:`run_geometry`).
@@ -843,17 +840,17 @@ class GeometryResult:
         return {
             "n_emotions": len(self.emotions), "emotions": list(self.emotions), "quadrants": list(self.quadrants),
             "n_norms": int(self.n_norms), "layer": [int(x) for x in self.layer],
-            "cosine": [[[_clean(x) for x in row] for row in mat]
+            "cosine": [[[json_float(x) for x in row] for row in mat]
                        for mat in self.cosine.transpose("layer", "emotion", "emotion_b").values],
             "cohesion": _ests(self.cohesion), "kmeans_ari": _ests(self.kmeans_ari),
-            "pca_explained": [[_clean(x) for x in row]
+            "pca_explained": [[json_float(x) for x in row]
                               for row in self.pca.explained.transpose("layer", "component").values],
-            "pca_scores": [[[_clean(x) for x in em] for em in mat] for mat in scores],
+            "pca_scores": [[[json_float(x) for x in em] for em in mat] for mat in scores],
             "pc_valence": None if self.pc_valence is None else self.pc_valence.to_dict(),
             "pc_arousal": None if self.pc_arousal is None else self.pc_arousal.to_dict(),
             "cv_valence": _ests(self.cv_valence), "cv_arousal": _ests(self.cv_arousal),
             "rsa_norms": _ests(self.rsa_norms),
-            "mean_vector_norm": [_clean(x) for x in self.mean_vector_norm.values],
+            "mean_vector_norm": [json_float(x) for x in self.mean_vector_norm.values],
             "skipped": dict(self.skipped),
         }
 

@@ -64,6 +64,7 @@ from .baselines import (
     shuffled_baseline,
     single_threaded_blas,
 )
+from .layers import default_layer as default_layer_of
 from .stats import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_PERMUTATIONS,
@@ -447,8 +448,7 @@ def _default_layer(layers: Sequence[int], default_layer: int | None) -> int:
         if default_layer not in layers:
             raise InputError(f"default layer {default_layer} is not among the analysed layers {list(layers)}")
         return int(default_layer)
-    target = round(2 * max(layers) / 3)
-    return min(layers, key=lambda x: (abs(x - target), x))
+    return default_layer_of(layers)
 
 
 @dataclass(frozen=True)
