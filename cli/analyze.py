@@ -51,7 +51,8 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
     Writes REPORT.md, report.html, results.json and PNG plots to --out (replacing what an earlier run
     wrote there), and the vectors to the store's derived/ group.
     """
-    from emovec.analyses.pipeline import STEPS, AnalyzeOptions, analyze as run_analyze
+    from emovec.analyses.pipeline import STEPS, AnalyzeOptions
+    from emovec.analyses.pipeline import analyze as run_analyze
     from emovec.analyses.scale import scheduler_context
     from emovec.report import render
 
@@ -59,7 +60,7 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
                              n_bootstrap=n_bootstrap, seed=seed, denoise=None if no_denoise else denoise,
                              baseline=baseline, lens=not no_lens, write=not no_write,  # type: ignore[arg-type]
                              sidecar=sidecar)
-    command = "emovec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "emovec analyze"
+    command = command_line(click.get_current_context())
     from tqdm import tqdm
 
     with scheduler_context(scheduler):
@@ -84,6 +85,23 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
     for line in headline_lines(results):
         click.echo(line)
     click.echo(f"report: {out / 'REPORT.md'} and {out / 'report.html'} ({len(files)} files)")
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as the user gave it (options they set, in declaration order), for results.json."""
+    words = ["emovec", ctx.info_name or "analyze"]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name or "") != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name or ""]
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif isinstance(param, click.Option) and param.is_flag:
+            words.append(param.opts[0])
+        else:
+            for item in value if isinstance(value, tuple) else (value,):
+                words += [param.opts[0], str(item)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def headline_lines(results: dict[str, Any]) -> list[str]:

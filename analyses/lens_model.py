@@ -1,0 +1,79 @@
+"""Feed the logit lens from the model a store names: resolve it from the provenance, check it is the
+same model (file hash, tokenizer), and hand its final norm and unembedding to :func:`lens.logit_lens`.
+
+The lens is optional: when torch or the model is not available here, or the model found differs
+from the one that wrote the store, it is skipped with one line saying why.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from emovec_store.errors import EmovecError
+
+from .lens import logit_lens
+
+#: Attribute names of the final norm on a decoder stack, across architectures.
+FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
+
+
+def _final_norm(model: Any) -> Any | None:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
+    for holder in (decoder, getattr(decoder, "language_model", None)):
+        for name in FINAL_NORM_NAMES:
+            module = getattr(holder, name, None) if holder is not None else None
+            if module is not None:
+                return module
+    return None
+
+
+def _installed_alias(name: str) -> bool:
+    from emovec_store.engine.resolve import ALIASES, alias_installed
+
+    return name not in ALIASES or alias_installed(ALIASES[name])
+
+
+def lens_from_provenance(model_attrs: Mapping[str, Any], vectors: xr.DataArray, *, k: int = 10,
+                         model: str | None = None) -> tuple[dict[str, Any] | None, str]:
+    """Run the logit lens with the store's model (or ``model``, a path or alias given by the user).
+
+    Returns ``(LensResult.to_dict(), "")``, or ``(None, reason)`` when it cannot run here.
+    """
+    name = model or str(model_attrs.get("model") or "")
+    if not name:
+        return None, "the store's provenance names no model"
+    try:
+        import torch
+
+        from emovec_store.engine.load import load
+        from emovec_store.engine.resolve import resolve
+    except ImportError as exc:
+        return None, f"the logit lens needs torch and transformers ({exc})"
+    if not _installed_alias(name):
+        return None, f"model {name!r} is not installed here (emovec models pull {name})"
+    try:
+        loaded = load(resolve(name), device="cpu", compute_dtype="float32")
+    except EmovecError as exc:
+        return None, f"model {name!r} named by the store is not available here ({exc})"
+    stored = dict(model_attrs.get("identity") or {})
+    differs = [key for key in ("gguf_sha256", "weights_sha256", "tokenizer_sha256")
+               if stored.get(key) and loaded.identity.get(key) and stored[key] != loaded.identity[key]]
+    if differs:
+        return None, f"model {name!r} found here differs from the store's ({', '.join(differs)})"
+    unembedding = loaded.model.get_output_embeddings().weight.detach().float().numpy()
+    norm = _final_norm(loaded.model)
+
+    def final_norm(v: np.ndarray) -> np.ndarray:
+        assert norm is not None
+        with torch.no_grad():
+            return norm.float()(torch.tensor(v, dtype=torch.float32)).numpy()
+
+    decode = loaded.tokenizer.decode
+    result = logit_lens(vectors, unembedding, final_norm=final_norm if norm is not None else None,
+                        decode=lambda i: decode([int(i)]), k=k)
+    out = result.to_dict()
+    out["final_norm"] = type(norm).__name__ if norm is not None else None
+    return out, ""
