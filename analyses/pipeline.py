@@ -32,9 +32,11 @@ from .source import (
     open_readout,
     open_store,
     pooled_readouts,
+    read_norms,
     select,
     story_readout,
     texts_for,
+    with_norms,
 )
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 from .vectors import Baseline, Vectors, emotion_vectors, projections
@@ -55,6 +57,8 @@ class AnalyzeOptions:
     lens : run the logit lens (loads the model named by the store's provenance).
     write : write vectors and projections back into the store (or its sidecar).
     sidecar : where derived results go for stores that cannot be written.
+    norms : a TSV of human norms (word, valence, arousal[, dominance]) replacing the store's norms for
+        the emotions it rates (for imported corpora that carry none).
     """
 
     models: tuple[str, ...] | None = None
@@ -68,6 +72,7 @@ class AnalyzeOptions:
     lens: bool = True
     write: bool = True
     sidecar: str | None = None
+    norms: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -151,7 +156,8 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     present = set(np.asarray(stories["emotion"].values).astype(str))
     categories = [e for e in np.asarray(data.emotions["emotion"].values).astype(str) if e in present]
     categories += sorted(present - set(categories))
-    emotions = _emotions_for(data.emotions, categories)
+    table = data.emotions if options.norms is None else with_norms(data.emotions, read_norms(options.norms))
+    emotions = _emotions_for(table, categories)
     layer_ids = [int(x) for x in data.pooled["layer"].values]
     stored_max = max(int(x) for x in data.readout_attrs.get("layers", layer_ids))
     default = layers.default_layer(layer_ids, max_layer=stored_max)
@@ -226,6 +232,7 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
               "topics": len(set(np.asarray(stories["topic"].values).astype(str))),
               "neutral": int(neutral.sizes["stimulus"])},
         "texts": text_source if texts is not None else None,
+        "norms_source": str(table.attrs.get("norms_source") or "") or None,
         "vectors": {"layer": layer_ids,
                     "denoise_k": None if vec.denoise_k is None else [int(k) for k in vec.denoise_k.values],
                     "mean_norm": _mean_norm(vec.vectors), "recipe": vec.to_dataset().attrs["recipe"]},

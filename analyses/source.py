@@ -153,3 +153,82 @@ def texts_for(store: Store, pooled: xr.DataArray) -> tuple[list[str] | None, str
         return None, (f"{len(missing)} of {len(wanted)} texts are not in corpus {str(name)!r} "
                       "(extract with --store-text to keep them in the store)")
     return [by_hash[h] for h in wanted], f"corpus {corpus.get('name', name)} {corpus.get('version', '')}".strip()
+
+
+def read_norms(path: str | Path) -> xr.Dataset:
+    """Human norms from a tab-separated file with a header ``word valence arousal dominance``
+    (``#`` lines are comments; ``dominance`` optional; values 0..1), e.g. an NRC VAD extract.
+
+    Returns a Dataset with dim ``emotion`` (the words) and float ``valence``, ``arousal``,
+    ``dominance`` (NaN where missing). Errors name the file, line and field.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read norms file ({exc})", path=str(path)) from None
+    header: list[str] | None = None
+    rows: dict[str, dict[str, float]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = [c.strip() for c in line.split("\t")]
+        if header is None:
+            header = cells
+            missing = [c for c in ("word", "valence", "arousal") if c not in header]
+            if missing:
+                raise InputError(f"the header needs columns word, valence, arousal (tab-separated); "
+                                 f"missing {', '.join(missing)}", path=str(path), line=number)
+            continue
+        if len(cells) != len(header):
+            raise InputError(f"expected {len(header)} tab-separated fields, got {len(cells)}", path=str(path),
+                             line=number)
+        record = dict(zip(header, cells))
+        values: dict[str, float] = {}
+        for key in ("valence", "arousal", "dominance"):
+            text = record.get(key, "")
+            try:
+                value = float(text) if text else float("nan")
+            except ValueError:
+                raise InputError(f"expected a number, got {text!r}", path=str(path), line=number,
+                                 field=key) from None
+            if not (np.isnan(value) or 0 <= value <= 1):
+                raise InputError(f"norms are on 0..1, got {value}", path=str(path), line=number, field=key)
+            values[key] = value
+        rows[record["word"]] = values
+    if not rows:
+        raise InputError("no norms in the file", path=str(path))
+    words = list(rows)
+    return xr.Dataset({k: ("emotion", np.asarray([rows[w][k] for w in words])) for k in ("valence", "arousal",
+                                                                                         "dominance")},
+                      coords={"emotion": np.asarray(words, dtype=object)}, attrs={"norms_source": path.name})
+
+
+def with_norms(emotions: xr.Dataset, norms: xr.Dataset) -> xr.Dataset:
+    """The emotions table with its norms replaced by ``norms`` where the file rates an emotion (the
+    store's value stays where the file has none); ``norms_source`` says what was used."""
+    out = emotions.copy()
+    names = np.asarray(emotions["emotion"].values).astype(str)
+    rated = set(np.asarray(norms["emotion"].values).astype(str))
+    for key in ("valence", "arousal", "dominance"):
+        values = np.asarray(out[key].values, dtype=np.float64).copy()
+        for i, name in enumerate(names):
+            if name in rated:
+                new = float(norms[key].sel(emotion=name))
+                if np.isfinite(new):
+                    values[i] = new
+        out[key] = ("emotion", values)
+    n = sum(1 for name in names if name in rated)
+    source = f"{norms.attrs.get('norms_source', 'norms file')} ({n} of {len(names)} emotions)"
+    quadrants = np.asarray(out["quadrant"].values, dtype=object).copy()
+    derived = 0
+    for i in range(len(names)):  # a corpus without quadrants gets them from the norms' halves
+        v, a = float(out["valence"][i]), float(out["arousal"][i])
+        if not quadrants[i] and np.isfinite(v) and np.isfinite(a):
+            quadrants[i] = ("pleasant" if v >= 0.5 else "unpleasant") + ("-high" if a >= 0.5 else "-low")
+            derived += 1
+    out["quadrant"] = ("emotion", quadrants)
+    if derived:
+        source += f"; quadrants of {derived} emotions from valence/arousal split at 0.5"
+    out.attrs["norms_source"] = source
+    return out

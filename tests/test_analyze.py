@@ -126,3 +126,29 @@ def test_a_store_without_emotion_labels_is_refused_in_one_line(tmp_path: Path) -
     r = CliRunner().invoke(cli, ["analyze", path, "--no-progress", "--no-lens"])
     assert r.exit_code == 2 and "no stimuli with emotion labels" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_norms_file_fills_a_corpus_without_norms(tmp_path: Path) -> None:
+    norms = tmp_path / "norms.tsv"
+    norms.write_text("# test norms\nword\tvalence\tarousal\tdominance\n" +
+                     "".join(f"{e}\t{v}\t{a}\t\n" for e, (_, v, a) in EMOTIONS.items()))
+    st, _ = make_store(tmp_path / "s.zarr")  # emotions joyful, calm, furious, sad without norms
+    no_norms = analyze(st.location, FAST)["models"]["m"]
+    assert no_norms["geometry"]["cv_valence"] is None and "cv_valence" in no_norms["geometry"]["skipped"]
+    res = analyze(st.location, AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False, norms=str(norms)))
+    model = res["models"]["m"]
+    assert "norms.tsv (4 of 4 emotions)" in model["norms_source"] and model["geometry"]["n_norms"] == 4
+    assert model["geometry"]["quadrants"] == ["pleasant-high", "pleasant-low", "unpleasant-high", "unpleasant-low"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("word\tvalence\n", "missing arousal"),
+    ("word\tvalence\tarousal\njoyful\thigh\t0.5\n", "norms.tsv:2: expected a number, got 'high' (field 'valence')"),
+    ("word\tvalence\tarousal\njoyful\t2\t0.5\n", "norms.tsv:2: norms are on 0..1"),
+])
+def test_a_bad_norms_file_is_one_line_naming_file_line_and_field(tmp_path: Path, content: str, message: str) -> None:
+    make_analysis_store(tmp_path / "s.zarr")
+    (tmp_path / "norms.tsv").write_text(content)
+    r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "s.zarr"), "--norms", str(tmp_path / "norms.tsv"),
+                                 "--no-progress", "--no-lens"])
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1
