@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from emovec_store.errors import EmovecError
+from emovec.common.errors import EmovecError
 
 
 class EmovecGroup(click.Group):

@@ -70,3 +70,8 @@ class NonFiniteActivationError(EmovecError, ArithmeticError):
     """Activations are non-finite, or overflow the storage dtype (never a silent inf)."""
 
     exit_code = 5
+
+
+__all__ = ["EmovecError", "IncompatibleStoreError", "IncompleteStoreError", "InputError", "IntegrityError",
+           "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError", "SchemaVersionError",
+           "StoreError", "StoreLockedError", "StoreNotFoundError"]

@@ -1,7 +1,7 @@
 """Errors and warnings of the corpus tools, rooted in the one emovec error tree."""
 from __future__ import annotations
 
-from emovec_store.errors import InputError
+from emovec.common.errors import InputError
 
 
 class CorpusError(InputError):
