@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xarray as xr
 import zarr
 
+from emovec.common.files import atomic_path
+
 from . import layout
 from .errors import InputError, StoreError
-
-if TYPE_CHECKING:
-    from .store import Store
+from .nodes import group_at
+from .store import Store
 
 SIDECAR_SUFFIX = ".derived.zarr"
 
@@ -73,7 +73,7 @@ def _ensure_groups(root_dir: Path, model: str) -> None:
     root = zarr.open_group(zarr.storage.LocalStore(root_dir), mode="r+", use_consolidated=False)
     node: zarr.Group = root
     for part in layout.derived_group(model).split("/"):
-        node = node[part] if part in node else node.create_group(part)  # type: ignore[assignment]
+        node = group_at(node, part) if part in node else node.create_group(part)
 
 
 def write_derived(store: Store, model: str, name: str, result: xr.Dataset, *,
@@ -92,24 +92,19 @@ def write_derived(store: Store, model: str, name: str, result: xr.Dataset, *,
     assert root_dir is not None
     _ensure_groups(root_dir, model)
     final = root_dir / layout.derived_group(model, name)
-    tmp = final.with_name(f".{name}.writing")
-    shutil.rmtree(tmp, ignore_errors=True)
     ds = result.copy()
+    for name_, var in ds.variables.items():  # fixed-width unicode has no zarr v3 spec: store vlen strings
+        if var.dtype.kind == "U":
+            ds[name_] = var.astype(object)
     ds.attrs = {**ds.attrs, "emovec_provenance": json.loads(json.dumps(dict(provenance or {}), default=str))}
     try:
-        with warnings.catch_warnings():
+        with (atomic_path(final, tmp=final.with_name(f".{name}.writing")) as tmp, warnings.catch_warnings()):
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             ds.to_zarr(zarr.storage.LocalStore(root_dir), group=str(tmp.relative_to(root_dir)), mode="w",
                        consolidated=False, zarr_format=3)
-        old = final.with_name(f".{name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise StoreError(f"cannot write derived result {name!r} under {str(root_dir)!r}: {exc.strerror or exc}") from exc
+        raise StoreError(f"cannot write derived result {name!r} under {str(root_dir)!r}: "
+                         f"{exc.strerror or exc}") from exc
     return f"{root_dir}::{layout.derived_group(model, name)}"
 
 

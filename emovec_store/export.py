@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import zarr
 
+from emovec.common.files import atomic_path
+
 from .errors import IncompleteStoreError, InputError
 from .layout import dimension_names
-
-if TYPE_CHECKING:
-    from .store import Store
+from .store import Store
 
 
 def _require_finalized(store: Store) -> Path:
@@ -36,14 +34,13 @@ def export_zip(store: Store, out: str | Path) -> Path:
     """
     src, out = _require_finalized(store), Path(out)
     _refuse_existing(out)
-    tmp = out.with_name(out.name + ".partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with (atomic_path(out, tmp=out.with_name(out.name + ".partial")) as tmp,
+          zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf):
         for dirpath, dirnames, filenames in os.walk(src):
             dirnames.sort()
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
                 zf.write(full, os.path.relpath(full, src))
-    os.replace(tmp, out)
     return out
 
 
@@ -56,14 +53,12 @@ def export_zarr2(store: Store, out: str | Path) -> Path:
     _require_finalized(store)
     out = Path(out)
     _refuse_existing(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dst = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
-    _copy_group(store._root, dst)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        zarr.consolidate_metadata(zarr.storage.LocalStore(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out, tmp=out.with_name(out.name + ".partial")) as tmp:
+        dst = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
+        _copy_group(store.zarr_root, dst)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(zarr.storage.LocalStore(tmp))
     return out
 
 

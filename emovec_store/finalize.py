@@ -1,26 +1,47 @@
-"""Finalize (flags → cleanup → manifest → consolidated metadata → complete) and verify."""
+"""Finalize (cleanup → max |x| → manifest → consolidated metadata → complete) and verify.
+
+This module works on a store *directory* and its zarr root; it does not know the
+:class:`~emovec_store.store.Store` class, which calls it (``Store.finalize``, ``Store.reopen``). The
+public functions that take an open store (:func:`verify`, :func:`check_integrity`,
+:func:`derived_groups`, :func:`read_manifest`) need only the few members of :class:`StoreFiles`.
+"""
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import zarr
 
+from emovec.common.files import atomic_path
+from emovec.common.hashing import file_sha256
+
 from . import layout
 from .errors import IncompleteStoreError, IntegrityError, StoreError
-from .progress import write_atomic
+from .nodes import array_at, group_at, json_list
 
-if TYPE_CHECKING:
-    from .store import Store
+
+class StoreFiles(Protocol):
+    """What :func:`verify` and its kin read of an open store (an :class:`emovec_store.Store` is one)."""
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def local_path(self) -> Path | None: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    @property
+    def zarr_root(self) -> zarr.Group: ...
 
 
 def _is_data_file(rel: str) -> bool:
@@ -39,55 +60,39 @@ def _data_files(root: Path) -> Iterator[str]:
                 yield rel
 
 
-def _sha256_file(fh: object) -> str:
-    h = hashlib.sha256()
-    for block in iter(lambda: fh.read(1 << 20), b""):  # type: ignore[attr-defined]
-        h.update(block)
-    return h.hexdigest()
-
-
 def manifest(root: Path) -> dict[str, str]:
     """sha256 of every chunk file of a store directory, by relative path."""
-    out = {}
-    for rel in _data_files(root):
-        with open(root / rel, "rb") as fh:
-            out[rel] = _sha256_file(fh)
-    return out
+    return {rel: file_sha256(root / rel) for rel in _data_files(root)}
 
 
-def read_manifest(store: Store) -> dict[str, str]:
+def read_manifest(store: StoreFiles) -> dict[str, str]:
     """The manifest recorded at finalize (relative path → sha256)."""
-    group = store._root[layout.MANIFEST_GROUP]
-    return dict(zip(group["path"][:].tolist(), group["sha256"][:].tolist()))
+    group = group_at(store.zarr_root, layout.MANIFEST_GROUP)
+    return dict(zip(array_at(group, "path")[:].tolist(), array_at(group, "sha256")[:].tolist()))
 
 
-def finalize(store: Store) -> None:
-    """Make a store complete; refuses while any batch of any readout lacks its done flag."""
-    path = store._check_writable()
-    missing = []
-    for model in store.models:
-        for readout in store.readouts(model):
-            p = store.progress(model, readout)
-            if not p.complete:
-                missing.append(f"{model}/{readout} ({p.done}/{p.total} batches done)")
-    if missing:
-        raise IncompleteStoreError("cannot finalize, batches are missing in: " + ", ".join(missing) +
-                                   "; resume the extraction first")
+def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) -> None:
+    """Make the store directory ``path`` complete, once every batch of every readout is done.
+
+    Removes temp files, half-made readouts and locks; reduces the per-batch max |x| into each readout's
+    and model's ``max_abs_per_layer``; writes the manifest and the consolidated metadata; and sets
+    ``complete`` last. ``readouts`` lists the readout groups of each model. The caller
+    (:meth:`Store.finalize <emovec_store.store.Store.finalize>`) checks the done flags first.
+    """
     for stray in path.rglob("*.partial"):
         stray.unlink()
     for leftover in path.rglob(".*.creating"):
         shutil.rmtree(leftover)
     shutil.rmtree(layout.lock_dir(path), ignore_errors=True)
-    root = store._root
-    for model in store.models:
+    for model, names in readouts.items():
         per_layer: dict[str, float] = {}
-        for readout in store.readouts(model):
-            group = root[f"models/{model}/{readout}"]
-            peaks = np.nanmax(np.asarray(group[f"{layout.PROGRESS}/max_abs"][:]), axis=0)
+        for readout in names:
+            group = group_at(root, layout.readout_group(model, readout))
+            peaks = np.nanmax(np.asarray(array_at(group, f"{layout.PROGRESS}/max_abs")[:]), axis=0)
             group.attrs["max_abs_per_layer"] = [float(x) for x in peaks]
-            for layer, peak in zip(group.attrs["layers"], peaks):
+            for layer, peak in zip(json_list(group.attrs["layers"], "layers"), peaks):
                 per_layer[str(layer)] = max(per_layer.get(str(layer), 0.0), float(peak))
-        root[f"models/{model}"].attrs["max_abs_per_layer"] = per_layer
+        group_at(root, f"models/{model}").attrs["max_abs_per_layer"] = per_layer
     digests = manifest(path)
     group = root.create_group(layout.MANIFEST_GROUP, overwrite=True)
     for name, values in (("path", list(digests)), ("sha256", list(digests.values()))):
@@ -99,7 +104,14 @@ def finalize(store: Store) -> None:
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
     # One atomic rewrite of the root metadata sets `complete` last, next to the consolidated block.
     rewrite_root_attributes(path, complete=True,
-                            finalized=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                            finalized=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+
+
+def unseal(path: Path) -> None:
+    """Undo :func:`seal` so models or readouts can be added: ``complete`` off, consolidated metadata and
+    manifest gone (the chunk files stay as they are)."""
+    rewrite_root_attributes(path, drop_consolidated=True, complete=False, finalized=None)
+    shutil.rmtree(path / layout.MANIFEST_GROUP, ignore_errors=True)
 
 
 def rewrite_root_attributes(path: Path, *, drop_consolidated: bool = False, **updates: object) -> None:
@@ -108,10 +120,11 @@ def rewrite_root_attributes(path: Path, *, drop_consolidated: bool = False, **up
     if drop_consolidated:
         meta.pop("consolidated_metadata", None)
     meta["attributes"].update(updates)
-    write_atomic(path / "zarr.json", json.dumps(meta, indent=2).encode())
+    with atomic_path(path / "zarr.json") as tmp:
+        tmp.write_bytes(json.dumps(meta, indent=2).encode())
 
 
-def verify(store: Store) -> list[str]:
+def verify(store: StoreFiles) -> list[str]:
     """Re-hash every chunk file against the manifest written at finalize.
 
     Derived results (``models/<slug>/derived/``) are not part of the manifest and not checked here;
@@ -122,19 +135,19 @@ def verify(store: Store) -> list[str]:
         raise IncompleteStoreError(f"store {store.location!r} is not finalized, so it has no manifest yet")
     expected = read_manifest(store)
     location = Path(store.location)
+    digest: Callable[[str], str]
     if store.local_path is not None:
         present = set(_data_files(location))
 
         def digest(rel: str) -> str:
-            with open(location / rel, "rb") as fh:
-                return _sha256_file(fh)
+            return file_sha256(location / rel)
     elif location.suffix == ".zip":
         zf = zipfile.ZipFile(location)
         present = {n for n in zf.namelist() if not n.endswith("/") and _is_data_file(n)}
 
         def digest(rel: str) -> str:
             with zf.open(rel) as fh:
-                return _sha256_file(fh)
+                return file_sha256(fh)
     else:
         raise StoreError("verify needs a local store directory or zip file (download a URL store first)")
     problems = []
@@ -147,7 +160,7 @@ def verify(store: Store) -> list[str]:
     return problems
 
 
-def derived_groups(store: Store) -> list[str]:
+def derived_groups(store: StoreFiles) -> list[str]:
     """The derived results in a store directory or zip, as ``models/<slug>/derived/<name>`` paths."""
     location = Path(store.location)
     if store.local_path is not None:
@@ -162,7 +175,7 @@ def derived_groups(store: Store) -> list[str]:
                   not n.rsplit("/", 1)[-1].startswith("."))
 
 
-def check_integrity(store: Store) -> None:
+def check_integrity(store: StoreFiles) -> None:
     """Raise :class:`IntegrityError` listing every problem :func:`verify` finds."""
     problems = verify(store)
     if problems:

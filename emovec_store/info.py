@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zarr
 
 from . import layout
-
-if TYPE_CHECKING:
-    from .store import Store
+from .nodes import array_at, group_at
+from .store import Store
 
 
 def _stored_bytes(store: Store, group: str) -> int | None:
@@ -24,16 +23,16 @@ def _stored_bytes(store: Store, group: str) -> int | None:
 def info(store: Store) -> dict[str, Any]:
     """Models, readouts, shapes, dtypes, sizes, completeness and provenance, as plain JSON-able data."""
     out: dict[str, Any] = {"location": store.location, **store.attrs, "models": {}}
-    stim = store._root["stimuli"]
-    out["n_stimuli"] = int(stim["stimulus"].shape[0])
+    stim = group_at(store.zarr_root, "stimuli")
+    out["n_stimuli"] = int(array_at(stim, "stimulus").shape[0])
     out["corpus"] = dict(stim.attrs).get("corpus", {})
     for model in store.models:
         readouts = {}
         for readout in store.readouts(model):
-            group = store._root[layout.readout_group(model, readout)]
+            group = store.readout_group(model, readout)
             attrs = dict(group.attrs)
             name = layout.ACTS if attrs["kind"] == "tokens" else layout.POOLED
-            arr = group[name]
+            arr = array_at(group, name)
             p = store.progress(model, readout)
             readouts[readout] = {
                 "array": name, "dims": list(layout.dimension_names(arr)), "shape": list(arr.shape),
@@ -60,5 +59,5 @@ def ls(store: Store) -> list[str]:
             lines.append(f"{prefix}{name}/")
             walk(sub, prefix + "  ")
 
-    walk(store._root, "")
+    walk(store.zarr_root, "")
     return lines

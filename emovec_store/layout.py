@@ -45,7 +45,10 @@ MAX_POOLED_CHUNK_ROWS = 4096
 
 
 def slugify(name: str) -> str:
-    """A filesystem- and zarr-safe group name: ``"HuggingFaceTB/SmolLM2-135M"`` → ``"huggingfacetb--smollm2-135m"``."""
+    """A filesystem- and zarr-safe group name: ``"HuggingFaceTB/SmolLM2-135M"`` → ``"huggingfacetb--smollm2-135m"``.
+
+    Keeps ``.``, ``_`` and ``-``, and turns ``/`` into ``--``. Corpus ids use a narrower rule
+    (:func:`emovec.corpus.importers.slug`: letters, digits and single ``-``)."""
     slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower().replace("/", "--")).strip("-.")
     if not slug:
         raise ValueError(f"cannot make a group name from {name!r}")

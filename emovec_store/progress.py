@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from emovec.common.files import atomic_path
+
 from .errors import StoreLockedError
 from .layout import PROGRESS, chunk_file, lock_dir
 
@@ -46,24 +48,17 @@ def done_flags(group: zarr.Group, local_dir: Path | None) -> np.ndarray:
     return out
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file by temp file + rename, so readers see the old or the new file, never a torn one.
-
-    No fsync: a flag lost to a power cut only means its batch is written again on resume, and the
-    batch's data is msynced before the flag is written, so a flag never outlives its data.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def mark_done(readout_dir: Path, batch: int, max_abs: np.ndarray) -> None:
-    """Record a batch's per-layer max |x|, then set its done flag (in that order)."""
-    write_atomic(chunk_file(readout_dir / PROGRESS / "max_abs", (batch, 0)),
-                 np.asarray(max_abs, dtype="<f4").tobytes())
-    write_atomic(chunk_file(readout_dir / PROGRESS / "batch_done", (batch,)), b"\x01")
+    """Record a batch's per-layer max |x|, then set its done flag (in that order).
+
+    Each file is written by temp file + rename, so readers see the old or the new file, never a torn
+    one. No fsync: a flag lost to a power cut only means its batch is written again on resume, and
+    the batch's data is msynced before the flag is written, so a flag never outlives its data.
+    """
+    with atomic_path(chunk_file(readout_dir / PROGRESS / "max_abs", (batch, 0))) as tmp:
+        tmp.write_bytes(np.asarray(max_abs, dtype="<f4").tobytes())
+    with atomic_path(chunk_file(readout_dir / PROGRESS / "batch_done", (batch,))) as tmp:
+        tmp.write_bytes(b"\x01")
 
 
 class RowChunkLocks:

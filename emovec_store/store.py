@@ -5,24 +5,28 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
+from emovec.common.compare import mismatches
+from emovec.common.files import atomic_path
+from emovec.common.hashing import json_lines_sha256, text_sha256
+
 from . import layout
 from .dtypes import StorageDtype, bf16_bits_to_float32, fill_value, parse_storage_dtype, physical_dtype
 from .errors import (IncompatibleStoreError, IncompleteStoreError, InputError, ReadOnlyStoreError,
                      SchemaVersionError, StoreNotFoundError)
+from .finalize import seal, unseal
+from .finalize import verify as verify_files
+from .nodes import array_at, group_at
 from .progress import Progress, done_flags
-
-if TYPE_CHECKING:
-    from .writer import StreamWriter
+from .writer import StreamWriter
 
 Mode = Literal["r", "r+"]
 
@@ -31,7 +35,7 @@ def software_versions() -> dict[str, str]:
     """Versions of the packages that shape the bytes in a store."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out: dict[str, str] = {}
     for pkg in ("emovec", "zarr", "numcodecs", "numpy", "xarray", "dask", "torch", "transformers"):
         try:
             out[pkg] = version(pkg)
@@ -41,16 +45,20 @@ def software_versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def stimuli_sha256(table: pd.DataFrame) -> str:
-    """A hash of the stimulus table (ids, labels and text hashes) that the store records."""
+    """A hash of the stimulus table (ids, labels and text hashes) that the store records.
+
+    One JSON line per row of the id and the label columns present, every value as a string, with
+    json's default ``", "`` separator (see :func:`emovec.common.hashing.json_lines_sha256`). It
+    identifies the rows a store was made for; the corpus hash (:func:`emovec.corpus.corpus_sha256`)
+    identifies a corpus' contents and is recorded beside it.
+    """
     cols = ["stimulus"] + [c for c in layout.LABEL_COLUMNS + layout.INT_LABEL_COLUMNS if c in table.columns]
-    h = hashlib.sha256()
-    for row in table[cols].itertuples(index=False):
-        h.update(json.dumps(list(map(str, row)), ensure_ascii=False).encode() + b"\n")
-    return h.hexdigest()
+    return json_lines_sha256((list(map(str, row)) for row in table[cols].itertuples(index=False)),
+                             compact=False)
 
 
 def _normalise_stimuli(stimuli: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +72,7 @@ def _normalise_stimuli(stimuli: pd.DataFrame) -> pd.DataFrame:
     if len(dup):
         raise InputError(f"duplicate stimulus id {dup.iloc[0]!r}", field="stimulus")
     if "text_sha256" not in table.columns and "text" in table.columns:
-        table["text_sha256"] = [hashlib.sha256(str(t).encode()).hexdigest() for t in table["text"]]
+        table["text_sha256"] = [text_sha256(str(t)) for t in table["text"]]
     for col in layout.LABEL_COLUMNS:
         if col in table.columns:
             table[col] = table[col].fillna("").astype(str)
@@ -221,7 +229,13 @@ def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = Fal
 
 
 class Store:
-    """An open emovec store. Obtain one with :func:`create` or :func:`open`."""
+    """An open emovec store. Obtain one with :func:`create` or :func:`open`.
+
+    Reading returns labelled, lazy xarray objects (:meth:`dataset`, :meth:`tree`); :meth:`add_model`,
+    :meth:`add_readout` and :meth:`writer` fill a store; :meth:`finalize` seals it. The accessors
+    :attr:`zarr_root`, :meth:`model_group`, :meth:`readout_group` and :meth:`readout_dir` expose the
+    zarr hierarchy and its directory to the modules built on a store (writer, info, export, derived).
+    """
 
     def __init__(self, root: zarr.Group, zstore: Any, location: str, local_path: Path | None,
                  mode: Mode) -> None:
@@ -245,44 +259,53 @@ class Store:
     @property
     def models(self) -> list[str]:
         """Model slugs in the store."""
-        return sorted(name for name, _ in self._root["models"].groups())
+        return sorted(name for name, _ in group_at(self._root, "models").groups())
 
     def model_attrs(self, model: str) -> dict[str, Any]:
         """Provenance attributes of one model."""
-        return dict(self._model_group(model).attrs)
+        return dict(self.model_group(model).attrs)
 
     def readouts(self, model: str) -> list[str]:
         """Readout (pooling spec) groups of one model."""
-        return sorted(name for name, _ in self._model_group(model).groups()
-                      if name != "derived" and not name.startswith("."))
+        return sorted(name for name, _ in self.model_group(model).groups()
+                      if name != layout.DERIVED and not name.startswith("."))
 
     def readout_attrs(self, model: str, readout: str) -> dict[str, Any]:
-        return dict(self._readout_group(model, readout).attrs)
+        return dict(self.readout_group(model, readout).attrs)
 
     def dataset_ids(self, model: str, readout: str) -> list[str]:
         """The stimulus ids of a readout, in row (plan) order."""
-        return [str(s) for s in self._readout_group(model, readout)["stimulus"][:].tolist()]
+        return [str(s) for s in array_at(self.readout_group(model, readout), "stimulus")[:].tolist()]
 
     def progress(self, model: str, readout: str) -> Progress:
         """Done and total batches of one readout."""
-        flags = done_flags(self._readout_group(model, readout), self._readout_dir(model, readout))
+        flags = done_flags(self.readout_group(model, readout), self.readout_dir(model, readout))
         return Progress(int(flags.sum()), int(flags.size))
 
-    def _model_group(self, model: str) -> zarr.Group:
-        models = self._root["models"]
+    # -- the zarr hierarchy ---------------------------------------------------------------------
+    @property
+    def zarr_root(self) -> zarr.Group:
+        """The root zarr group (read-only unless the store was opened ``mode="r+"``)."""
+        return self._root
+
+    def model_group(self, model: str) -> zarr.Group:
+        """The zarr group of one model; :class:`InputError` naming the available models if absent."""
+        models = group_at(self._root, "models")
         if model not in models:
             raise InputError(f"store {self.location!r} has no model {model!r}; available: "
                              f"{', '.join(self.models) or 'none'}")
-        return models[model]
+        return group_at(models, model)
 
-    def _readout_group(self, model: str, readout: str) -> zarr.Group:
-        group = self._model_group(model)
+    def readout_group(self, model: str, readout: str) -> zarr.Group:
+        """The zarr group of one readout; :class:`InputError` naming the available readouts if absent."""
+        group = self.model_group(model)
         if readout not in group:
             raise InputError(f"store {self.location!r} has no readout {readout!r} for model {model!r}; "
                              f"available: {', '.join(self.readouts(model)) or 'none'}")
-        return group[readout]
+        return group_at(group, readout)
 
-    def _readout_dir(self, model: str, readout: str) -> Path | None:
+    def readout_dir(self, model: str, readout: str) -> Path | None:
+        """The directory of a readout group; None for stores that are not a local directory (zip, URL)."""
         return None if self.local_path is None else self.local_path / layout.readout_group(model, readout)
 
     # -- reading --------------------------------------------------------------------------------
@@ -309,7 +332,8 @@ class Store:
             ds = _plain_strings(self._open_xr(layout.EMOTIONS_GROUP).load())
             ds = ds.set_coords("emotion")
         else:
-            cats = [str(c) for c in self._root["stimuli"].attrs.get("emotion_categories", [])]
+            categories = group_at(self._root, "stimuli").attrs.get("emotion_categories", [])
+            cats = [str(c) for c in categories] if isinstance(categories, list) else []
             nan = np.full(len(cats), np.nan)
             ds = xr.Dataset({"quadrant": ("emotion", np.asarray([""] * len(cats), dtype=object)),
                              **{k: ("emotion", nan.copy()) for k in layout.NORM_COLUMNS}},
@@ -325,7 +349,7 @@ class Store:
             if len(readouts) != 1:
                 raise InputError(f"model {model!r} has readouts {', '.join(readouts)}; name one")
             readout = readouts[0]
-        self._readout_group(model, readout)
+        self.readout_group(model, readout)
         ds = self._open_xr(layout.readout_group(model, readout))
         labels = [v for v in ds.data_vars if ds[v].dims == ("stimulus",)]
         ds = ds.set_coords(labels)
@@ -351,7 +375,9 @@ class Store:
         return tree
 
     # -- writing --------------------------------------------------------------------------------
-    def _check_writable(self) -> Path:
+    def require_writable(self) -> Path:
+        """The store directory, if models and readouts may be added now; else raises
+        :class:`ReadOnlyStoreError` (opened read-only) or :class:`IncompatibleStoreError` (finalized)."""
         if self.mode != "r+" or self.local_path is None:
             raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
         if self.complete:
@@ -366,11 +392,8 @@ class Store:
             raise ReadOnlyStoreError(f"store {self.location!r} was opened read-only")
         if not self.complete:
             return
-        from .finalize import rewrite_root_attributes
-
         path = self.local_path
-        rewrite_root_attributes(path, drop_consolidated=True, complete=False, finalized=None)
-        shutil.rmtree(path / layout.MANIFEST_GROUP, ignore_errors=True)
+        unseal(path)
         self._root = zarr.open_group(zarr.storage.LocalStore(path), mode="r+", use_consolidated=False)
 
     def add_model(self, model: str, attrs: Mapping[str, Any], *,
@@ -381,15 +404,14 @@ class Store:
         raises :class:`IncompatibleStoreError` listing every differing key.
         """
         identity = dict(identity or {})
-        models = self._root["models"]
+        models = group_at(self._root, "models")
         if model in models:
-            theirs = dict(models[model].attrs.get("identity", {}))
-            diff = [f"{k}: store has {theirs.get(k)!r}, this run {identity.get(k)!r}"
-                    for k in sorted(set(theirs) | set(identity)) if theirs.get(k) != identity.get(k)]
+            theirs = group_at(models, model).attrs.get("identity", {})
+            diff = mismatches(dict(theirs) if isinstance(theirs, Mapping) else {}, identity)
             if diff:
                 raise IncompatibleStoreError(f"model {model!r} in {self.location!r} differs: " + "; ".join(diff))
             return
-        self._check_writable()
+        self.require_writable()
         models.create_group(model, attributes={**attrs, "identity": identity})
 
     def add_readout(self, model: str, readout: str, *, stimulus_ids: Sequence[str],
@@ -413,7 +435,7 @@ class Store:
         attrs : the readout's attributes, e.g. its spec verbatim and the short-text rule.
         """
         storage = parse_storage_dtype(storage_dtype)
-        model_group = self._model_group(model)
+        model_group = self.model_group(model)
         ids = [str(s) for s in stimulus_ids]
         n, n_layers = len(ids), len(layers)
         per_token = token_ids is not None
@@ -421,38 +443,46 @@ class Store:
         _check_plan(batches, n, chunk_rows)
         spec = {"kind": "tokens" if per_token else "pooled", "layers": [int(x) for x in layers],
                 "hidden": int(hidden), "storage_dtype": storage, "chunk_rows": int(chunk_rows),
-                "stimuli_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+                "stimuli_sha256": text_sha256("\n".join(ids)),
                 "batches_sha256": hashlib.sha256(np.asarray(batches, dtype="<i8").tobytes()).hexdigest(),
                 **dict(attrs or {})}
         spec = json.loads(json.dumps(spec))  # what will be stored: compare like with like
         if readout in model_group:
-            theirs = dict(model_group[readout].attrs)
-            diff = [f"{k}: store has {theirs.get(k)!r}, this run {spec.get(k)!r}"
-                    for k in sorted(set(theirs) | set(spec))
-                    if k != "coordinates" and theirs.get(k) != spec.get(k)]
+            theirs = dict(group_at(model_group, readout).attrs)
+            diff = mismatches(theirs, spec, keys=sorted((set(theirs) | set(spec)) - {"coordinates"}))
             if diff:
                 raise IncompatibleStoreError(
                     f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
             return
-        path = self._check_writable()
-        row_of = {s: i for i, s in enumerate(self._root["stimuli/stimulus"][:].tolist())}
+        path = self.require_writable()
+        row_of = {s: i for i, s in enumerate(array_at(self._root, "stimuli/stimulus")[:].tolist())}
         missing = [s for s in ids if s not in row_of]
         if missing:
             raise InputError(f"stimulus {missing[0]!r} is not in the store's stimulus table", field="stimulus")
         rows = np.array([row_of[s] for s in ids], dtype=np.int64)
         # Build the group under a temporary name and rename it into place: a crash never leaves a
         # half-made readout that a resume would mistake for a planned one.
-        tmp_name = f".{readout}.creating"
-        shutil.rmtree(path / "models" / model / tmp_name, ignore_errors=True)
-        group = model_group.create_group(tmp_name)
+        final = path / "models" / model / readout
+        with atomic_path(final, tmp=final.with_name(f".{readout}.creating")) as tmp:
+            group = model_group.create_group(tmp.name)
+            self._build_readout(group, ids, rows, layers, hidden, storage, chunk_rows, batches, n_tokens,
+                                token_ids, token_chunk_rows)
+            group.attrs.update(spec)
+
+    def _build_readout(self, group: zarr.Group, ids: list[str], rows: np.ndarray[Any, Any],
+                       layers: Sequence[int], hidden: int, storage: StorageDtype, chunk_rows: int,
+                       batches: Sequence[tuple[int, int]], n_tokens: Sequence[int] | None,
+                       token_ids: Sequence[Sequence[int]] | None, token_chunk_rows: int | None) -> None:
+        """The arrays of a new readout group: labels, the activation array, the batch plan."""
+        n, n_layers = len(ids), len(layers)
         _write_strings(group, "stimulus", ids, "stimulus")
-        stim = self._root["stimuli"]
+        stim = group_at(self._root, "stimuli")
         labels = [c for c in layout.LABEL_COLUMNS if c in stim]
         for col in labels:
-            _write_strings(group, col, np.asarray(stim[col][:].tolist(), dtype=object)[rows], "stimulus")
+            _write_strings(group, col, np.asarray(array_at(stim, col)[:].tolist(), dtype=object)[rows], "stimulus")
         int_labels = [c for c in layout.INT_LABEL_COLUMNS if c in stim]
         for col in int_labels:
-            _write_ints(group, col, np.asarray(stim[col][:])[rows], "stimulus", "<i8")
+            _write_ints(group, col, np.asarray(array_at(stim, col)[:])[rows], "stimulus", "<i8")
         labels += int_labels
         _write_ints(group, "stimulus_index", rows, "stimulus")
         _write_ints(group, "layer", layers, "layer")
@@ -461,7 +491,7 @@ class Store:
         coords = " ".join(labels + ["stimulus_index"] + (["n_tokens"] if n_tokens is not None else []))
         array_attrs = {"emovec_storage_dtype": storage,
                        "emovec_logical_dtype": "bfloat16" if storage == "bfloat16" else storage}
-        if per_token:
+        if token_ids is not None:
             if n_tokens is None:
                 raise InputError("per-token readouts need n_tokens")
             lengths = np.asarray([len(t) for t in token_ids], dtype=np.int64)
@@ -491,29 +521,35 @@ class Store:
                           compressors=None, dimension_names=("batch",))
         prog.create_array("max_abs", shape=(len(plan), n_layers), chunks=(1, n_layers), dtype="<f4",
                           fill_value=float("nan"), compressors=None, dimension_names=("batch", "layer"))
-        group.attrs.update(spec)
-        (path / "models" / model / tmp_name).rename(path / "models" / model / readout)
 
     def writer(self, model: str, readout: str, *, shard: tuple[int, int] | None = None,
                sync_interval: float = 1.0) -> StreamWriter:
         """A :class:`~emovec_store.writer.StreamWriter` for one readout (optionally one shard k/n of
         its chunks); done flags are synced at most every ``sync_interval`` seconds."""
-        from .writer import StreamWriter
-
-        self._check_writable()
-        return StreamWriter(self, model, readout, shard=shard, sync_interval=sync_interval)
+        path = self.require_writable()
+        return StreamWriter(self.readout_group(model, readout), path, model, readout, shard=shard,
+                            sync_interval=sync_interval)
 
     def finalize(self) -> None:
-        """Check every flag, clean up, write the manifest and consolidated metadata, mark complete."""
-        from .finalize import finalize
+        """Check every flag, clean up, write the manifest and consolidated metadata, mark complete.
 
-        finalize(self)
+        Refuses (:class:`IncompleteStoreError`) while any batch of any readout lacks its done flag."""
+        path = self.require_writable()
+        readouts = {model: self.readouts(model) for model in self.models}
+        missing = []
+        for model, names in readouts.items():
+            for readout in names:
+                p = self.progress(model, readout)
+                if not p.complete:
+                    missing.append(f"{model}/{readout} ({p.done}/{p.total} batches done)")
+        if missing:
+            raise IncompleteStoreError("cannot finalize, batches are missing in: " + ", ".join(missing) +
+                                       "; resume the extraction first")
+        seal(path, self._root, readouts)
 
     def verify(self) -> list[str]:
         """Re-hash every chunk file against the manifest; returns the damaged/missing/unexpected files."""
-        from .finalize import verify
-
-        return verify(self)
+        return verify_files(self)
 
 
 def _plain_strings(ds: xr.Dataset) -> xr.Dataset:

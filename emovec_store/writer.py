@@ -14,36 +14,31 @@ batches, and rewriting a batch writes the same bytes to the same place (idempote
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
+import zarr
+
+from emovec.common.files import atomic_path
 
 from . import layout
-from .dtypes import StorageDtype, encode_batch, fill_value, physical_dtype
+from .dtypes import StorageDtype, encode_batch, fill_value, parse_storage_dtype, physical_dtype
 from .errors import InputError, StoreError
+from .nodes import array_at, group_at, json_int, json_list
 from .progress import RowChunkLocks, done_flags, mark_done
 
-if TYPE_CHECKING:
-    from .store import Store
+Memmap = np.memmap[Any, np.dtype[Any]]
 
 
-def _open_chunk(path: Path, shape: tuple[int, ...], dtype: np.dtype, fill: float | int) -> np.memmap:
+def _open_chunk(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], fill: float | int) -> Memmap:
     """Memmap one chunk file read-write, creating it whole and atomically if it does not exist yet."""
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        np.full(shape, fill, dtype=dtype).tofile(tmp)
-        try:
-            os.link(tmp, path)  # exclusive: if another writer created it first, use theirs
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        with atomic_path(path, exclusive=True) as tmp:  # if another writer created it first, use theirs
+            np.full(shape, fill, dtype=dtype).tofile(tmp)
     size = path.stat().st_size
     if size != nbytes:
         raise StoreError(f"chunk file {str(path)!r} has {size} bytes, expected {nbytes}; the store is "
@@ -59,30 +54,31 @@ class StreamWriter:
     >>> with store.writer("my-model", "mean_from_50") as w:   # doctest: +SKIP
     ...     for b in w.pending():
     ...         w.write(b, activations_for(b))                 # [layer, rows, hidden] float32
+
+    Get one from :meth:`Store.writer <emovec_store.store.Store.writer>`, which checks that the store
+    is writable; the writer itself needs only the readout's zarr group and the store directory.
     """
 
-    def __init__(self, store: Store, model: str, readout: str, *,
+    def __init__(self, group: zarr.Group, store_dir: Path, model: str, readout: str, *,
                  shard: tuple[int, int] | None = None, sync_interval: float = 1.0) -> None:
-        group = store._readout_group(model, readout)
-        readout_dir = store._readout_dir(model, readout)
-        assert readout_dir is not None and store.local_path is not None  # _check_writable ran
+        readout_dir = store_dir / layout.readout_group(model, readout)
         self.model, self.readout, self._dir, self._group = model, readout, readout_dir, group
         attrs = group.attrs
         self.per_token = attrs["kind"] == "tokens"
-        self.storage: StorageDtype = attrs["storage_dtype"]
-        self.layers = np.asarray(attrs["layers"])
-        self.hidden = int(attrs["hidden"])
-        self.chunk_rows = int(attrs["chunk_rows"])
+        self.storage: StorageDtype = parse_storage_dtype(str(attrs["storage_dtype"]))
+        self.layers = np.asarray(json_list(attrs["layers"], "layers"))
+        self.hidden = json_int(attrs["hidden"], "hidden")
+        self.chunk_rows = json_int(attrs["chunk_rows"], "chunk_rows")
         self._dtype = physical_dtype(self.storage)
         self._fill = fill_value(self.storage)
-        prog = group[layout.PROGRESS]
-        self._starts = np.asarray(prog["batch_start"][:])
-        self._stops = np.asarray(prog["batch_stop"][:])
-        array = group[layout.ACTS if self.per_token else layout.POOLED]
+        prog = group_at(group, layout.PROGRESS)
+        self._starts = np.asarray(array_at(prog, "batch_start")[:])
+        self._stops = np.asarray(array_at(prog, "batch_stop")[:])
+        array = array_at(group, layout.ACTS if self.per_token else layout.POOLED)
         self._array_dir = readout_dir / (layout.ACTS if self.per_token else layout.POOLED)
         self._rows_per_chunk = int(array.chunks[1])
-        self._offsets = np.asarray(group["offsets"][:]) if self.per_token else None
-        n_rows = int(group["stimulus"].shape[0])
+        self._offsets = np.asarray(array_at(group, "offsets")[:]) if self.per_token else None
+        n_rows = int(array_at(group, "stimulus").shape[0])
         n_chunks = -(-n_rows // self.chunk_rows)
         if shard is None:
             shard = (0, 1)
@@ -94,11 +90,11 @@ class StreamWriter:
         mine = set(self.chunks)
         self.batches = [b for b in range(len(self._starts)) if self._starts[b] // self.chunk_rows in mine]
         self._batch_set = set(self.batches)
-        self._locks = RowChunkLocks(store.local_path, model, readout, self.chunks)
-        self._maps: OrderedDict[tuple[int, int], np.memmap] = OrderedDict()
+        self._locks = RowChunkLocks(store_dir, model, readout, self.chunks)
+        self._maps: OrderedDict[tuple[int, int], Memmap] = OrderedDict()
         self._max_open = 4 * max(1, len(self.layers))
         self._dirty: set[tuple[int, int]] = set()
-        self._unflagged: list[tuple[int, np.ndarray]] = []
+        self._unflagged: list[tuple[int, np.ndarray[Any, Any]]] = []
         self.sync_interval = sync_interval
         self._last_sync = time.monotonic()
 
