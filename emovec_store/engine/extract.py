@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emovec.common.compare import mismatches
+
 from .. import layout
-from ..layout import parse_layers
 from ..dtypes import FLOAT16_MAX, parse_storage_dtype
 from ..errors import IncompatibleStoreError, InputError
+from ..layout import parse_layers
 from ..store import Store, create
 from ..store import open as open_store
 from . import device as device_policy
@@ -184,7 +186,11 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
     chunk_rows : stimuli per chunk file (default: about 8 MiB per layer chunk); shards split chunks.
     sync_interval : seconds between commits of done flags (data is flushed first); a crash loses at
         most this much work.
+
+    On macOS the MPS allocator limits and CPU fallback are set first (environment variables that
+    torch reads when it loads), so call this before anything imports torch to get them.
     """
+    device_policy.set_mps_environment()  # before torch loads: nothing above imports it
     started = time.monotonic()
     check_stimuli(stimuli)
     explicit = pooling is not None
@@ -298,10 +304,10 @@ def _matches_existing(st: Store, slug: str, p: _Prepared, layer_list: list[int],
     if p.spec.name not in st.readouts(slug):
         return False
     stored = st.readout_attrs(slug, p.spec.name)
-    diff = [f"{k}: store has {stored.get(k)!r}, this run {v!r}" for k, v in
-            {**p.attrs, "layers": layer_list, "hidden": hidden}.items() if stored.get(k) != v]
-    if storage_dtype != "auto" and stored["storage_dtype"] != storage_dtype:
-        diff.append(f"storage_dtype: store has {stored['storage_dtype']!r}, this run {storage_dtype!r}")
+    run = {**p.attrs, "layers": layer_list, "hidden": hidden}
+    diff = mismatches(stored, run, keys=run)
+    if storage_dtype != "auto":
+        diff += mismatches(stored, {"storage_dtype": storage_dtype}, keys=["storage_dtype"])
     if sorted(st.dataset_ids(slug, p.spec.name)) != sorted(p.ids):
         diff.append("stimuli: the readout was planned for a different set of stimuli")
     if diff:

