@@ -14,7 +14,7 @@ A fold structure is a ``fold`` DataArray (stimulus) holding each stimulus's test
   fold and scored against the true test labels: the empirical chance level of the whole procedure.
 
 Hyperparameters are fixed in advance (below), never tuned on the folds they are scored on. Fits run
-with BLAS held to one thread (:func:`single_threaded_blas`).
+with BLAS held to one thread (:func:`._common.one_thread`).
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from emovec_store.errors import InputError
 
+from ._common import one_thread
 from .stats import as_rng
 
 #: Inverse L2 strength of the length model (3 standardised features: barely regularised).
@@ -42,15 +42,6 @@ BAG_OF_WORDS_C = 10.0
 MAX_ITER = 1000
 
 ModelFactory = Callable[[], Pipeline | ClassifierMixin]
-
-
-def single_threaded_blas() -> threadpool_limits:
-    """A context holding BLAS to one thread while small models are fitted.
-
-    The matrices of a probe fit are small (hundreds of rows and columns): threaded BLAS gains nothing on
-    them and, on a busy 2-core machine, was measured 10–50× slower than one thread.
-    """
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _check_aligned(labels: xr.DataArray, fold: xr.DataArray) -> None:
@@ -86,7 +77,7 @@ def fold_predictions(make_model: ModelFactory, features: np.ndarray, labels: xr.
     fold : DataArray, dims (stimulus,): test-fold index of each stimulus.
     """
     _check_aligned(labels, fold)
-    with single_threaded_blas():
+    with one_thread():
         return np.asarray(cross_val_predict(make_model(), features, _labels(labels),
                                             cv=PredefinedSplit(np.asarray(fold.values))))
 
@@ -172,7 +163,7 @@ def shuffled_baseline(features: xr.DataArray, labels: xr.DataArray, fold: xr.Dat
     y = _labels(labels)
     folds = np.asarray(fold.values)
     predicted = np.empty_like(y)
-    with single_threaded_blas():
+    with one_thread():
         for k in np.unique(folds):
             train, test = folds != k, folds == k
             model = make_model().fit(x[train], rng.permutation(y[train]))

@@ -33,10 +33,10 @@ import xarray as xr
 from scipy.stats import rankdata
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from threadpoolctl import threadpool_limits
 
 from emovec_store.errors import InputError
 
+from ._common import as_labels, one_thread
 from .stats import (
     CI_LEVEL,
     DEFAULT_BOOTSTRAP,
@@ -61,16 +61,6 @@ _BLOCK = 250
 
 
 # ---------------------------------------------------------------- small numpy kernels
-
-def _one_thread() -> threadpool_limits:
-    """BLAS and OpenMP limited to one thread for the enclosed block.
-
-    The kernels here are many small matrices (24 × 24 eigenproblems, 40-row products, k-means on 24
-    points), where thread start-up and spinning cost far more than they give: on a loaded 2-core
-    machine one thread ran them 5–30× faster.
-    """
-    return threadpool_limits(limits=1)
-
 
 def _pearson(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     """Pearson r along ``axis`` (broadcasting); NaN where either side has no variance."""
@@ -163,11 +153,6 @@ def _values(vectors: xr.DataArray) -> np.ndarray:
     return np.asarray(vectors.transpose(*VECTOR_DIMS).values, dtype=np.float64)
 
 
-def _strings(values: Any) -> np.ndarray:
-    """Any array of labels (numpy ``StringDType`` from the store included) as a fixed-width str array."""
-    return np.array([str(x) for x in np.asarray(values).tolist()], dtype=str)
-
-
 def _names(vectors: xr.DataArray) -> list[str]:
     return [str(e) for e in vectors["emotion"].values.tolist()]
 
@@ -187,7 +172,7 @@ def _aligned(values: xr.DataArray | Sequence[Any] | np.ndarray, names: list[str]
 def _quadrant_codes(quadrants: xr.DataArray | Sequence[str] | np.ndarray,
                     names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(keep, codes)``: indices of emotions with a quadrant and their integer quadrant codes."""
-    q = _strings(_aligned(quadrants, names, ""))
+    q = as_labels(_aligned(quadrants, names, ""))
     keep = np.flatnonzero(q != "")
     _, codes = np.unique(q[keep], return_inverse=True)
     return keep, codes.astype(np.int64)
@@ -237,7 +222,7 @@ def cosine_matrix(vectors: xr.DataArray) -> xr.DataArray:
 def _story_rows(stories: xr.DataArray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Story rows of the vectors' emotions, grouped by emotion: ``(rows, emotion code per row)``."""
     check_pooled(stories)
-    labels = _strings(stories["emotion"].values)
+    labels = as_labels(stories["emotion"].values)
     index = {e: i for i, e in enumerate(names)}
     codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
     counts = np.bincount(codes[codes >= 0], minlength=len(names))
@@ -316,7 +301,7 @@ def bootstrap_cosines(vectors: xr.DataArray, stories: xr.DataArray, *, component
     out = np.empty((len(layers), n_bootstrap, len(names), len(names)), dtype=np.float32)
     for i, layer in enumerate(layers):
         x = np.asarray(picked.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)
-        with _one_thread():
+        with one_thread():
             if components is not None:
                 c = np.asarray(components.sel(layer=layer).transpose("component", "hidden").values,
                                dtype=np.float64)
@@ -436,7 +421,7 @@ def kmeans_ari(vectors: xr.DataArray, quadrants: xr.DataArray | Sequence[str] | 
         if np.unique(np.round(u[i], 12), axis=0).shape[0] < k:
             out.append(Estimate(value=float("nan"), n=keep.size))
             continue
-        with _one_thread():
+        with one_thread():
             clusters = KMeans(n_clusters=k, n_init=n_init, random_state=state).fit_predict(u[i])
         observed = float(_ari(clusters.astype(np.int64), codes[None, :])[0])
         out.append(_estimate(observed, keep.size, null=_ari(clusters.astype(np.int64), null_labels)))
@@ -477,7 +462,7 @@ def unit_pca(vectors: xr.DataArray, n_components: int = N_COMPONENTS) -> UnitPCA
     k = min(n_components, v.shape[1] - 1, v.shape[2])
     scores = np.empty((v.shape[0], v.shape[1], k))
     ratio = np.empty((v.shape[0], k))
-    with _one_thread():
+    with one_thread():
         for i in range(v.shape[0]):
             pca = PCA(n_components=k, svd_solver="full").fit(u[i])
             scores[i] = pca.transform(u[i])
@@ -531,7 +516,7 @@ def bootstrap_pca_scores(replicates: xr.DataArray, pca: UnitPCA) -> xr.DataArray
         raise InputError("bootstrap cosines do not match the PCA's layers and emotions")
     cos = replicates.transpose("layer", "replicate", "emotion", "emotion_b").values
     observed = np.asarray(scores.values)
-    with _one_thread():
+    with one_thread():
         out = np.stack([_replicate_scores(np.asarray(cos[i], dtype=np.float64), observed[i])
                         for i in range(observed.shape[0])])
     return xr.DataArray(out, dims=("layer", "replicate", "emotion", "component"),
@@ -726,7 +711,7 @@ def cv_norm_correlation(vectors: xr.DataArray, norm: xr.DataArray | Sequence[flo
     cos = np.asarray(cosine_matrix(vectors).values)[:, keep][:, :, keep]
     grid = np.asarray(alphas, dtype=np.float64)
     out = []
-    with _one_thread():
+    with one_thread():
         for i in range(cos.shape[0]):
             r = _pearson(_loeo_projections(cos[i], targets, grid).T, targets.T, axis=1)
             est = _estimate(float(r[0]), keep.size, null=r[1:])
@@ -891,7 +876,7 @@ def run_geometry(vectors: xr.DataArray, stories: xr.DataArray | None, emotions: 
     names = _names(vectors)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     skipped: dict[str, str] = {}
-    quadrants = _strings(_aligned(emotions["quadrant"], names, "") if "quadrant" in emotions else [""] * len(names))
+    quadrants = as_labels(_aligned(emotions["quadrant"], names, "") if "quadrant" in emotions else [""] * len(names))
     values = _values(vectors)
     norm = xr.DataArray(np.sqrt((values**2).sum(axis=-1)).mean(axis=1), dims=("layer",),
                         coords={"layer": vectors["layer"].values})

@@ -57,12 +57,12 @@ from sklearn.preprocessing import StandardScaler
 
 from emovec_store.errors import InputError
 
+from ._common import as_labels, one_thread
 from .baselines import (
     bag_of_words_baseline,
     fold_predictions,
     length_baseline,
     shuffled_baseline,
-    single_threaded_blas,
 )
 from .layers import default_layer as default_layer_of
 from .stats import (
@@ -81,14 +81,9 @@ PROBE_MAX_ITER = 1000
 TEXT_BASELINES = ("length", "bag_of_words")
 
 
-def _strings(coord: xr.DataArray) -> np.ndarray:
-    """Labels as a fixed-width str array of the same shape (numpy ``StringDType`` from a store included)."""
-    return np.asarray(coord.values, dtype=object).astype(str)
-
-
 def _classes(stories: xr.DataArray, categories: Sequence[str] | None) -> list[str]:
     check_pooled(stories, need=("emotion", "topic"))
-    labels, topics = _strings(stories["emotion"]), _strings(stories["topic"])
+    labels, topics = as_labels(stories["emotion"]), as_labels(stories["topic"])
     n = labels.size
     if (labels == "").any():
         raise InputError(f"{int((labels == '').sum())} of {n} stories have no emotion label; pass labelled stories")
@@ -120,7 +115,7 @@ def topic_folds(topics: xr.DataArray, n_splits: int = 5) -> xr.DataArray:
     fold : DataArray, dims (stimulus,), int, with the stimulus coordinates of ``topics``. No topic has
         stimuli in two folds.
     """
-    groups = _strings(topics)
+    groups = as_labels(topics)
     n_topics = len(set(groups))
     if n_topics < 2:
         raise InputError(f"topic-grouped CV needs stories from at least 2 topics, got {n_topics}")
@@ -241,11 +236,11 @@ def centroid_predictions(stories: xr.DataArray, fold: xr.DataArray, *, classes: 
         (zero rows allowed) to project out of the vectors, as ``Vectors.components``; None: none.
     """
     check_pooled(stories)
-    labels = _strings(stories["emotion"])
+    labels = as_labels(stories["emotion"])
     classes = sorted(set(labels)) if classes is None else list(classes)
     codes, folds = _codes(labels, classes), np.asarray(fold.values)
     names = np.asarray(classes, dtype=object)
-    with single_threaded_blas():
+    with one_thread():
         rows = [names[_centroid_oof(_layer_matrix(stories, layer), codes, folds, len(classes),
                                     _components_at(components, layer))]
                 for layer in stories["layer"].values]
@@ -283,14 +278,14 @@ def _draw(topics: np.ndarray, n_bootstrap: int, n_permutations: int, seed: int |
 def _rows(predictions: xr.DataArray) -> np.ndarray:
     if "stimulus" not in predictions.dims or predictions.ndim > 2:
         raise InputError(f"predictions must have dims (stimulus,) or (layer, stimulus), got {predictions.dims}")
-    return _strings(predictions.transpose(..., "stimulus")).reshape(-1, predictions.sizes["stimulus"])
+    return as_labels(predictions.transpose(..., "stimulus")).reshape(-1, predictions.sizes["stimulus"])
 
 
 def _truth(predictions: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     missing = [c for c in ("emotion", "topic") if c not in predictions.coords]
     if missing:
         raise InputError(f"predictions have no {', '.join(missing)} coordinate to score against")
-    return _strings(predictions["emotion"]), _strings(predictions["topic"])
+    return as_labels(predictions["emotion"]), as_labels(predictions["topic"])
 
 
 def _topic_sums(values: np.ndarray, draws: _Draws) -> np.ndarray:
@@ -363,7 +358,7 @@ def margin_estimates(predictions: xr.DataArray, baseline: xr.DataArray, *, n_boo
         raise InputError("the baseline must have dims (stimulus,) and the stimuli of the predictions")
     draws = _draw(topics, n_bootstrap, n_permutations, seed)
     diff = ((_rows(predictions) == truth[None, :]).astype(np.float64)
-            - (_strings(baseline) == truth).astype(np.float64)[None, :])
+            - (as_labels(baseline) == truth).astype(np.float64)[None, :])
     boot = _cluster_means(diff, draws)
     null = draws.flips @ _topic_sums(diff, draws).T / truth.size
     return [estimate_from_replicates(float(d.mean()), boot[:, j], n=truth.size, null=null[:, j])
@@ -409,7 +404,7 @@ def nested_layer_selection(stories: xr.DataArray, fold: xr.DataArray, scored: xr
     n_bootstrap, n_permutations, seed : as in :func:`accuracy_estimates`.
     """
     check_pooled(stories, need=("emotion", "topic"))
-    labels, topics = _strings(stories["emotion"]), _strings(stories["topic"])
+    labels, topics = as_labels(stories["emotion"]), as_labels(stories["topic"])
     classes = sorted(set(labels)) if classes is None else list(classes)
     codes, folds = _codes(labels, classes), np.asarray(fold.values)
     outer = np.unique(folds)
@@ -424,7 +419,7 @@ def nested_layer_selection(stories: xr.DataArray, fold: xr.DataArray, scored: xr
         inner_folds[int(k)] = (train, np.asarray(inner.values))
     layers = stories["layer"].values
     inner_acc = np.zeros((outer.size, layers.size))
-    with single_threaded_blas():
+    with one_thread():
         for j, layer in enumerate(layers):
             x, comps = _layer_matrix(stories, layer), _components_at(components, layer)
             for i, k in enumerate(outer):
@@ -433,7 +428,7 @@ def nested_layer_selection(stories: xr.DataArray, fold: xr.DataArray, scored: xr
                 inner_acc[i, j] = float(np.mean(predicted == codes[train]))
     best = np.argmax(inner_acc, axis=1)
     chosen = layers[best]
-    table = _strings(scored.sel(layer=layers).transpose("layer", "stimulus"))
+    table = as_labels(scored.sel(layer=layers).transpose("layer", "stimulus"))
     picked = table[best[np.searchsorted(outer, folds)], np.arange(folds.size)]
     selected = stories["emotion"].copy(data=picked.astype(stories["emotion"].dtype)).rename("selected")
     accuracy = accuracy_estimates(selected, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed)[0]
@@ -568,13 +563,13 @@ def run_probes(stories: xr.DataArray, texts: Sequence[str] | None = None, *,
     text = [name for name in TEXT_BASELINES if name in scores]
     best = max(text, key=lambda name: scores[name].value) if text else "shuffled"
     baselines: dict[str, Estimate | None] = {name: scores.get(name) for name in (*TEXT_BASELINES, "shuffled")}
-    labels = _strings(stories["emotion"])
-    counts = confusion_matrix(labels, _strings(probe.sel(layer=default)), labels=classes)
+    labels = as_labels(stories["emotion"])
+    counts = confusion_matrix(labels, as_labels(probe.sel(layer=default)), labels=classes)
     confusion = xr.DataArray(counts, dims=("emotion", "predicted"), coords={"emotion": classes, "predicted": classes},
                              name="confusion").assign_attrs(layer=default)
     predictions = xr.Dataset({"probe": probe, "centroid": centroid, **base_pred})
     return ProbeResult(
-        n=labels.size, classes=tuple(classes), n_topics=len(set(_strings(stories["topic"]))),
+        n=labels.size, classes=tuple(classes), n_topics=len(set(as_labels(stories["topic"]))),
         n_splits=n_splits,
         reduction=None if n_comp is None else
         f"PCA to {n_comp} components fitted inside each training fold (after standardising)",
