@@ -76,7 +76,12 @@ def stats(path: str | None, tokenizer: str | None, as_json: bool, markdown: bool
         else:
             click.echo(tables, nl=False)
         return
-    table = corpus_stats(path, tokenizer=tokenizer)
+    tok = None
+    if tokenizer:
+        from emovec_store.engine import load_tokenizer  # the one model resolver
+
+        tok = load_tokenizer(tokenizer)
+    table = corpus_stats(path, tokenizer=tok)
     info = table.attrs["corpus"]
     if as_json:
         doc = {"corpus": info, "stats": json.loads(table.to_json(orient="records"))}

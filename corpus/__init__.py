@@ -16,11 +16,10 @@ from __future__ import annotations
 from .errors import CorpusError, CorpusWarning
 from .importers import IMPORT_FORMATS, import_corpus
 from .loader import KINDS, corpus_sha256, emotion_table, load_corpus, text_length
-from .stats import balance_table, corpus_stats, datasheet_tables, load_tokenizer, render_datasheet
+from .stats import balance_table, corpus_stats, datasheet_tables, render_datasheet
 from .validate import Violation, validate_corpus
 
 __all__ = [
     "IMPORT_FORMATS", "KINDS", "CorpusError", "CorpusWarning", "Violation", "balance_table", "corpus_sha256",
-    "corpus_stats", "datasheet_tables", "emotion_table", "import_corpus", "load_corpus", "load_tokenizer",
-    "render_datasheet", "text_length", "validate_corpus",
+    "corpus_stats", "datasheet_tables", "emotion_table", "import_corpus", "load_corpus", "render_datasheet", "text_length", "validate_corpus",
 ]

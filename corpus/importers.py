@@ -33,7 +33,6 @@ import inspect
 import io
 import json
 import re
-import shutil
 import uuid
 import warnings
 from collections import defaultdict
@@ -41,6 +40,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from emovec.common.files import atomic_path
 
 from .errors import CorpusError, CorpusWarning
 from .loader import EMOTION_NAME_RE, LANGUAGE_RE, iter_jsonl
@@ -67,7 +68,11 @@ class NewCorpus:
 # ------------------------------------------------------------------------------------------ helpers
 
 def slug(value: str, *, max_len: int = 48) -> str:
-    """A lower-case id made of letters, digits and '-' (``"Work & money"`` → ``"work-money"``)."""
+    """A lower-case id made of letters, digits and '-' (``"Work & money"`` → ``"work-money"``).
+
+    The rule for corpus ids (topics, record ids), at most ``max_len`` characters. Store group names
+    of models follow another, :func:`emovec_store.slugify`, which keeps ``.`` and ``_`` (model ids
+    such as ``SmolLM2-1.7B`` stay readable) and is recorded in stores, so the two stay separate."""
     text = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
     return text[:max_len].rstrip("-")
 
@@ -418,10 +423,8 @@ def _dump_json(path: Path, doc: dict[str, Any]) -> None:
 def write_corpus(corpus: NewCorpus, dest: Path) -> Path:
     """Write ``corpus`` to ``dest`` in the emovec layout, atomically (temp dir + rename)."""
     _check_dest(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.importing-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with atomic_path(dest, tmp=dest.parent / f".{dest.name}.importing-{uuid.uuid4().hex[:12]}") as tmp:
+        tmp.mkdir()
         _dump_json(tmp / "emotions.json", {"name": corpus.name, "version": corpus.version,
                                            "imported_from": corpus.provenance, "emotions": corpus.emotions})
         if corpus.topics:
@@ -434,12 +437,8 @@ def write_corpus(corpus: NewCorpus, dest: Path) -> Path:
             if records:
                 _dump_jsonl(tmp / f"{kind}.jsonl", records)
         _check_dest(dest)
-        if dest.exists():
+        if dest.exists():  # an empty directory: make way for the rename
             dest.rmdir()
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

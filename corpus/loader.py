@@ -27,7 +27,6 @@ selections of languages or kinds) and is the same on every machine.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -36,12 +35,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from emovec.common.hashing import json_lines_sha256, text_sha256
 
 from .errors import CorpusError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+
+    import pandas as pd
 
 BUILTIN_NAMES: tuple[str, ...] = ("emovec", "builtin")
 KINDS: tuple[str, ...] = ("story", "neutral", "implicit", "intensity", "external")
@@ -59,11 +60,6 @@ _HANZI_LANGUAGES = frozenset({"zh"})
 
 
 # --------------------------------------------------------------------------------------------- text
-
-def text_sha256(text: str) -> str:
-    """sha256 hex digest of the UTF-8 bytes of ``text``."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
 
 def uses_hanzi(language: str) -> bool:
     """Whether lengths and shingles of ``language`` are counted in Chinese characters (``zh``, ``zh-*``)."""
@@ -430,12 +426,14 @@ def _row(rec: RawRecord) -> dict[str, Any]:
 
 
 def corpus_sha256(table: pd.DataFrame) -> str:
-    """The corpus hash of a stimulus table (see the module docstring for the exact definition)."""
-    h = hashlib.sha256()
-    for row in table[list(HASH_COLUMNS)].itertuples(index=False, name=None):
-        values = [int(v) if c == "level" else str(v) for c, v in zip(HASH_COLUMNS, row)]
-        h.update(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
-    return h.hexdigest()
+    """The corpus hash of a stimulus table (see the module docstring for the exact definition).
+
+    It identifies a corpus' contents (texts included); a store records it beside its own
+    stimulus-table hash (``emovec_store.stimuli_sha256``), which identifies the rows and labels the
+    store was made for. Both are JSON lines (:func:`emovec.common.hashing.json_lines_sha256`)."""
+    rows = table[list(HASH_COLUMNS)].itertuples(index=False, name=None)
+    return json_lines_sha256([int(v) if c == "level" else str(v) for c, v in zip(HASH_COLUMNS, row)]
+                             for row in rows)
 
 
 def _normalise_selection(values: Iterable[str] | str | None, allowed: tuple[str, ...] | None,
@@ -509,6 +507,8 @@ def load_corpus(name_or_path: str | Path = "emovec", *, version: str | None = No
         rows.append((key, row))
     rows.sort(key=lambda kr: kr[0])
     records = [r for _, r in rows]
+    import pandas as pd  # here, not at the top: `emovec --help` imports the corpus package
+
     table = pd.DataFrame({c: [r[c] for r in records] for c in COLUMNS})
     table["level"] = table["level"].astype("int64")
     table.attrs["corpus"] = {"name": meta.name, "version": meta.version, "sha256": corpus_sha256(table),
@@ -538,6 +538,8 @@ def emotion_table(name_or_path: str | Path = "emovec", *, version: str | None = 
     if version is not None and str(version) != meta.version:
         raise CorpusError(f"corpus {meta.name!r} at {source} is version {meta.version!r}, not {str(version)!r}",
                           field="version")
+    import pandas as pd
+
     table = pd.DataFrame({
         "name": meta.emotion_names,
         "quadrant": [e.get("quadrant") or "" for e in meta.emotions],

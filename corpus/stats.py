@@ -1,49 +1,26 @@
-"""Counts and lengths of a corpus, and the generated tables of the datasheet (``corpus/README.md``)."""
+"""Counts and lengths of a corpus, and the generated tables of the datasheet (``corpus/README.md``).
+
+Token counts need a tokenizer object: the corpus does not load models. Get one from the engine's
+resolver, ``emovec_store.engine.load_tokenizer("smollm2-135m")`` (what ``emovec corpus stats
+--tokenizer`` does).
+"""
 from __future__ import annotations
 
 import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from emovec_store.errors import ModelResolutionError
-
+from .errors import CorpusError
 from .loader import PERSPECTIVES, iter_records, length_unit, load_corpus, read_meta, resolve_corpus, text_length
 from .validate import MEAN_TOLERANCE
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 DATASHEET_BEGIN = "<!-- BEGIN GENERATED TABLES (emovec corpus stats --markdown); do not edit by hand -->"
 DATASHEET_END = "<!-- END GENERATED TABLES -->"
-
-
-def load_tokenizer(spec: str | Path) -> Any:
-    """A Hugging Face tokenizer from a model directory, a ``.gguf`` file or a built-in model alias
-    (``smollm2-135m``, ``gemma3-270m``; local files only).
-
-    A directory is loaded with ``AutoTokenizer.from_pretrained(dir)``, a GGUF file with
-    ``AutoTokenizer.from_pretrained(parent_dir, gguf_file=name)`` (needs the ``gguf`` package).
-    """
-    from emovec_store.engine.resolve import ALIASES, resolve
-
-    if str(spec) in ALIASES:
-        spec = resolve(str(spec)).path
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
-                                   field="tokenizer")
-    from transformers import AutoTokenizer  # heavy import: only when asked for
-
-    try:
-        if path.is_file() and path.suffix == ".gguf":
-            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-        if path.is_dir():
-            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:  # transformers raises OSError, ValueError, ImportError...
-        raise ModelResolutionError(f"could not load a tokenizer from {str(spec)!r}: {exc}", field="tokenizer") from exc
-    raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
-                               field="tokenizer")
 
 
 def token_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
@@ -67,8 +44,9 @@ def corpus_stats(path: str | Path | None = None, tokenizer: Any = None) -> pd.Da
     ----------
     path : a corpus directory in the emovec layout; None for the built-in corpus. Every language
         and kind is included.
-    tokenizer : None, a tokenizer (anything ``transformers`` tokenizers-like), or a model directory
-        or ``.gguf`` file to load one from (see :func:`load_tokenizer`).
+    tokenizer : None, or a tokenizer object (anything ``transformers`` tokenizers-like; load one with
+        ``emovec_store.engine.load_tokenizer``). A path or model name is refused: the corpus layer
+        does not load models.
 
     Returns
     -------
@@ -77,9 +55,12 @@ def corpus_stats(path: str | Path | None = None, tokenizer: Any = None) -> pd.Da
     ``length_sd`` (sample sd; NaN for one text), ``length_min``, ``length_max``, and with a tokenizer
     ``tokens_mean``, ``tokens_sd``, ``tokens_min``, ``tokens_max`` (tokens without special tokens).
     """
-    table = load_corpus("emovec" if path is None else path, languages=None)
+    import pandas as pd
+
     if isinstance(tokenizer, (str, Path)):
-        tokenizer = load_tokenizer(tokenizer)
+        raise CorpusError(f"corpus_stats takes a tokenizer object, not {str(tokenizer)!r}; load one with "
+                          "emovec_store.engine.load_tokenizer", field="tokenizer")
+    table = load_corpus("emovec" if path is None else path, languages=None)
     lengths = [text_length(t, lang) for t, lang in zip(table["text"], table["language"])]
     tokens = token_counts(tokenizer, list(table["text"])) if tokenizer is not None else None
     rows = []
@@ -104,6 +85,8 @@ def balance_table(path: str | Path | None = None, *, language: str = "en") -> pd
     of ``emotions.json``, the topics of ``topics.json`` (then topics found only in stories) and
     perspective (first, third, then any other).
     """
+    import pandas as pd
+
     table = load_corpus("emovec" if path is None else path, languages=(language,), kinds=("story",))
     root, source = resolve_corpus("emovec" if path is None else path)
     meta = read_meta(root, source)
@@ -269,4 +252,4 @@ def render_datasheet(readme: str, tables: str) -> str:
 
 
 __all__ = ["DATASHEET_BEGIN", "DATASHEET_END", "balance_table", "corpus_stats", "datasheet_tables",
-           "load_tokenizer", "render_datasheet", "token_counts"]
+           "render_datasheet", "token_counts"]

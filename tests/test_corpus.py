@@ -19,8 +19,9 @@ from emovec.corpus import (KINDS, CorpusError, CorpusWarning, Violation, balance
                            corpus_stats, datasheet_tables, emotion_table, import_corpus, load_corpus,
                            validate_corpus)
 from emovec.corpus.loader import COLUMNS, resolve_corpus, text_length
-from emovec.corpus.stats import DATASHEET_BEGIN, DATASHEET_END, load_tokenizer, render_datasheet
+from emovec.corpus.stats import DATASHEET_BEGIN, DATASHEET_END, render_datasheet
 from emovec.corpus.validate import near_duplicate_pairs, shingles, stem_pattern
+from emovec_store.engine import load_tokenizer
 from emovec_store.errors import InputError, ModelResolutionError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -337,7 +338,7 @@ def _word_tokenizer(directory: Path, texts: list[str]) -> Path:
 def test_corpus_stats_counts_tokens(tmp_path: Path) -> None:
     table = load_corpus(TINY)
     tok_dir = _word_tokenizer(tmp_path / "tok", list(table["text"]))
-    stats = corpus_stats(TINY, tokenizer=str(tok_dir))
+    stats = corpus_stats(TINY, tokenizer=load_tokenizer(str(tok_dir)))
     neutral = stats[stats["kind"] == "neutral"].iloc[0]
     pieces = [len(re.findall(r"\w+|[^\w\s]+", t)) for t in table.loc[table["kind"] == "neutral", "text"]]
     assert neutral["tokens_mean"] == pytest.approx(sum(pieces) / len(pieces))
@@ -365,6 +366,8 @@ def test_gguf_tokenizers_load_from_the_parent_directory(tmp_path: Path, monkeypa
 def test_bad_tokenizer_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(ModelResolutionError, match="no tokenizer at"):
         load_tokenizer(tmp_path / "missing")
+    with pytest.raises(CorpusError, match="takes a tokenizer object"):  # the corpus layer loads no models
+        corpus_stats(TINY, tokenizer=str(tmp_path))
     r = CliRunner().invoke(cli, ["corpus", "stats", str(TINY), "--tokenizer", str(tmp_path)])
     assert r.exit_code == 2 and "could not load a tokenizer" in r.stderr
 
