@@ -45,7 +45,7 @@ from scipy.stats import t as t_dist
 from emovec_store.errors import InputError
 
 from .layers import row_correlations
-from .stats import CI_LEVEL, DEFAULT_PERMUTATIONS, Alternative, Estimate, json_float, as_rng, permutation_p
+from .stats import CI_LEVEL, DEFAULT_PERMUTATIONS, Alternative, Estimate, as_rng, json_float, permutation_p
 from .vectors import Vectors, check_pooled, unit
 
 EXACT_LIMIT = 40320  # 8!: up to this many orderings a template's permutation null is enumerated exactly
