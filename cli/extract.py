@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -14,6 +16,8 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
         return stimuli
     if limit < 1:
         raise click.BadParameter("must be at least 1", param_hint="--limit")
+    import numpy as np
+
     keep = np.unique(np.linspace(0, len(stimuli) - 1, limit).round().astype(int))
     out = stimuli.iloc[keep].reset_index(drop=True)
     out.attrs = {**stimuli.attrs, "corpus": {**stimuli.attrs.get("corpus", {}), "limit": limit}}
@@ -60,10 +64,7 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
     Resumes by default; refuses to mix models, tokenizers, corpora or pooling plans in one store.
     """
     from emovec.corpus import load_corpus
-    from emovec_store.engine.device import set_mps_environment
-
-    set_mps_environment()  # before torch loads
-    from emovec_store.engine import extract as run_extract
+    from emovec_store.engine import extract as run_extract  # sets the MPS environment before torch loads
 
     stimuli = limit_stimuli(load_corpus(corpus, languages=languages), limit)
     result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,

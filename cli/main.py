@@ -1,9 +1,13 @@
-"""Root `emovec` command group; turns library errors into one-line messages with their exit codes."""
+"""Root `emovec` command group; turns library errors into one-line messages with their exit codes.
+
+The command modules import click and the standard library at the top and everything heavy (numpy,
+pandas, zarr, xarray, torch, emovec_store) inside the command functions, so `emovec --help` and the
+help of every command load none of it (tests/test_cli_help.py checks).
+"""
 from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import version
 from typing import Any
 
 import click
@@ -28,7 +32,7 @@ class EmovecGroup(click.Group):
 
 
 @click.group(cls=EmovecGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("emovec"), prog_name="emovec")
+@click.version_option(package_name="emovec", prog_name="emovec")  # looked up only when asked for
 def cli() -> None:
     """emovec: how does an open-weight LLM represent emotion?"""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-import emovec_store
+# emovec_store (zarr, xarray, pandas) is imported inside each command: `emovec --help` stays fast.
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -29,6 +29,8 @@ def store() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(path: str, as_json: bool) -> None:
     """Models, readouts, shapes, dtypes, sizes, completeness and provenance of a store."""
+    import emovec_store
+
     summary = emovec_store.info(emovec_store.open(path, allow_partial=True))
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -60,6 +62,8 @@ def info(path: str, as_json: bool) -> None:
 @click.argument("path")
 def ls_cmd(path: str) -> None:
     """List the groups and arrays of a store."""
+    import emovec_store
+
     for line in emovec_store.ls(emovec_store.open(path, allow_partial=True)):
         click.echo(line)
 
@@ -70,6 +74,7 @@ def verify(path: str) -> None:
     """Re-hash every chunk file against the manifest; names each damaged chunk and exits 1.
 
     Derived results (analysis outputs) are listed separately: they are not in the manifest."""
+    import emovec_store
     from emovec_store.finalize import derived_groups
 
     st = emovec_store.open(path)
@@ -88,6 +93,8 @@ def verify(path: str) -> None:
 @click.argument("path")
 def finalize(path: str) -> None:
     """Check every done flag, write the manifest and consolidated metadata, mark the store complete."""
+    import emovec_store
+
     emovec_store.open(path, mode="r+", allow_partial=True).finalize()
     click.echo(f"finalized {path}")
 
@@ -99,6 +106,8 @@ def finalize(path: str) -> None:
 @click.argument("out", required=False)
 def export(path: str, zip_out: str | None, zarr_format: str | None, out: str | None) -> None:
     """Share a finalized store: `--zip OUT.zip`, or `--zarr-format 2 OUT` for older zarr/xarray."""
+    import emovec_store
+
     st = emovec_store.open(path)
     if zip_out:
         click.echo(f"wrote {emovec_store.export_zip(st, zip_out)}")
@@ -114,6 +123,7 @@ def export(path: str, zip_out: str | None, zarr_format: str | None, out: str | N
 @click.option("--store", "store_path", default="emovec-demo.zarr", show_default=True, type=click.Path())
 def demo(store_path: str) -> None:
     """Write a small synthetic store (no model needed) and show it: a check that the install works."""
+    import emovec_store
     from emovec_store.demo import write_demo_store
 
     st = write_demo_store(Path(store_path))
