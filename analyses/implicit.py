@@ -264,14 +264,15 @@ def _t_interval(values: np.ndarray) -> tuple[float, float] | None:
     """95 % Student-t interval of the mean of the finite ``values`` (None with fewer than 2).
 
     Used for the mean ρ over templates instead of a bootstrap: with a handful of templates the
-    percentile bootstrap over them is far too narrow (3 templates give roughly their range).
+    percentile bootstrap over them is far too narrow (3 templates give roughly their range). A mean
+    of correlations lies in [-1, 1], so the interval is clipped there.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size < 2:
         return None
     half = t_dist.ppf((1 + CI_LEVEL) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-    return (float(v.mean() - half), float(v.mean() + half))
+    return (float(max(-1.0, v.mean() - half)), float(min(1.0, v.mean() + half)))
 
 
 def _finite_mean(x: np.ndarray, axis: int) -> np.ndarray:
