@@ -75,8 +75,8 @@ def _floor_text(section: Any, key: tuple[str, ...], default: int, unit: str, nam
     rise = None if here is None else here - floor_value
     already = " (already above 0 there: part of it is lexical)" if above_zero(floor) else ""
     return (f"At the embedding layer ({FLOOR_LAYER}, the lexical floor) {name} = "
-            f"{fmt_est(floor, unit, signed=signed)}{already}; the default layer is "
-            f"{fmt_num(rise, signed=True)} above it.")
+            f"{fmt_est(floor, unit, signed=signed)}{already}; default minus embedding layer = "
+            f"{fmt_num(rise, signed=True)}.")
 
 
 def _where(section: Any, key: tuple[str, ...], what: str) -> str:

@@ -275,30 +275,36 @@ def probe_curves(probes: Mapping[str, Any], default_layer: int | None, title: st
 
 
 def geometry_curves(geometry: Mapping[str, Any], default_layer: int | None, title: str) -> bytes | None:
-    """Valence and arousal: |r| of PC1 and PC2 and the cross-validated r vs layer, with CI bands."""
+    """Valence and arousal vs layer: the cross-validated r with its CI band, and |r| of PC1 and PC2 as lines.
+
+    Only the CV r gets a band: it is the out-of-sample number; the PC |r| are descriptive.
+    """
     layers = layers_of(geometry)
     if not layers:
         return None
-    fig = Figure(figsize=(12.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(12.5, 5.2), layout="constrained")
     panels = fig.subplots(1, 2, sharey=True)
     drawn = False
     for ax, norm in zip(panels, ("valence", "arousal")):
-        drawn |= _band(ax, layers, per_layer(geometry, f"cv_{norm}"), f"CV-fitted {norm} direction: r",
+        drawn |= _band(ax, layers, per_layer(geometry, f"cv_{norm}"), "CV-fitted direction: r (95 % CI band)",
                        OKABE_ITO[0], "o")
-        drawn |= _band(ax, layers, per_layer(geometry, f"pc_{norm}", "pc1"), f"PC1 |r| with {norm}", OKABE_ITO[1],
-                       "s", "--")
-        drawn |= _band(ax, layers, per_layer(geometry, f"pc_{norm}", "pc2"), f"PC2 |r| with {norm}", OKABE_ITO[2],
-                       "^", ":")
+        for pc, colour, marker, style in (("pc1", OKABE_ITO[1], "s", "--"), ("pc2", OKABE_ITO[2], "^", ":")):
+            vals = _series(per_layer(geometry, f"pc_{norm}", pc))[0]
+            if np.isfinite(vals).any():
+                ax.plot(layers, vals, color=colour, marker=marker, markersize=3.5, linestyle=style, linewidth=1.3,
+                        label=f"{pc.upper()} |r| (descriptive)")
+                drawn = True
         ax.axhline(0, color="black", linewidth=0.9)
         _mark_layer(ax, default_layer)
         ax.set_title(f"{norm} (n = {get(geometry, 'n_norms') or '?'} emotions with norms)", fontsize=10)
         ax.set_xlabel("layer (0 = embedding layer)")
-        _legend(ax, fontsize=8, loc="lower right")
     if not drawn:
         return None
-    panels[0].set_ylabel("Pearson r with human norm (95 % CI band)")
-    fig.suptitle(f"{title}: do the vectors carry valence and arousal? (CV r is out-of-sample; PC |r| is not)",
-                 fontsize=11)
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8.5, frameon=False)
+    panels[0].set_ylabel("Pearson r with the human norm")
+    fig.suptitle(f"{title}: do the vectors carry valence and arousal?", fontsize=11)
     return png(fig)
 
 

@@ -66,7 +66,7 @@ def lead(models: Mapping[str, Any]) -> list[Block]:
     if not models:
         return blocks + [para("No model was analysed: the results contain no models.")]
     blocks.append(para("Each verdict follows a fixed rule at the model's default layer (2/3 of its depth, fixed in "
-                       "advance, never the best of the layers): a CI is the 95 % bootstrap interval, p a "
+                       "advance, never the best of the layers): a CI is a 95 % interval, p a "
                        "permutation p-value, n what was counted."))
     for slug, model in models.items():
         if len(models) > 1:
@@ -447,8 +447,9 @@ def document(results: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = [Heading(1, TITLE),
                            para(f"Store {store or '?'}; emovec {get(results, 'emovec_version') or '?'}; created "
                                 f"{get(results, 'created') or '?'}. Every number is printed as value [95 % CI] with "
-                                f"its n; CIs from {get(results, 'settings', 'n_bootstrap') or '?'} bootstrap "
-                                "resamples (or exact binomial intervals for counts), p-values from "
+                                "its n; CIs are 95 % intervals (percentile bootstrap with "
+                                f"{get(results, 'settings', 'n_bootstrap') or '?'} resamples, or binomial intervals "
+                                "for the implicit-scenario accuracies), p-values from "
                                 f"{get(results, 'settings', 'n_permutations') or '?'} permutations as (k+1)/(n+1). "
                                 "All numbers, with their provenance, are in results.json.")]
     blocks += lead(models)
