@@ -128,6 +128,6 @@ def read_derived(store: Store, model: str, name: str, sidecar: str | Path | None
                          f"available: {', '.join(available) or 'none (run `emovec analyze` first)'}")
     root_dir = results_root(store, sidecar)
     assert root_dir is not None
-    ds = xr.open_zarr(zarr.storage.LocalStore(root_dir, read_only=True), group=layout.derived_group(model, name),
-                      consolidated=False, chunks=None)
+    ds: xr.Dataset = xr.open_zarr(zarr.storage.LocalStore(root_dir, read_only=True),
+                                  group=layout.derived_group(model, name), consolidated=False, chunks=None)
     return ds.load()

@@ -25,7 +25,7 @@ from emovec.common.hashing import file_sha256
 
 from . import layout
 from .errors import IncompleteStoreError, IntegrityError, StoreError
-from .nodes import array_at, group_at, json_list
+from .nodes import array_at, group_at, json_list, read_values
 
 
 class StoreFiles(Protocol):
@@ -68,7 +68,7 @@ def manifest(root: Path) -> dict[str, str]:
 def read_manifest(store: StoreFiles) -> dict[str, str]:
     """The manifest recorded at finalize (relative path → sha256)."""
     group = group_at(store.zarr_root, layout.MANIFEST_GROUP)
-    return dict(zip(array_at(group, "path")[:].tolist(), array_at(group, "sha256")[:].tolist()))
+    return dict(zip(read_values(group, "path").tolist(), read_values(group, "sha256").tolist()))
 
 
 def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) -> None:
@@ -128,8 +128,9 @@ def verify(store: StoreFiles) -> list[str]:
     """Re-hash every chunk file against the manifest written at finalize.
 
     Derived results (``models/<slug>/derived/``) are not part of the manifest and not checked here;
-    :func:`derived_groups` lists them. Returns one line per problem (``damaged: PATH``, ``missing: PATH``, ``unexpected: PATH``); empty
-    when the store is intact. Works on store directories and zip exports.
+    :func:`derived_groups` lists them. Returns one line per problem (``damaged: PATH``,
+    ``missing: PATH``, ``unexpected: PATH``); empty when the store is intact. Works on store
+    directories and zip exports.
     """
     if not store.complete:
         raise IncompleteStoreError(f"store {store.location!r} is not finalized, so it has no manifest yet")

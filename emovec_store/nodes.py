@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import zarr
 
 from .errors import StoreError
@@ -22,6 +23,11 @@ def array_at(parent: zarr.Group, path: str) -> zarr.Array[Any]:
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{path!r} is a group where the store layout has an array; the store is damaged")
     return node
+
+
+def read_values(parent: zarr.Group, path: str) -> np.ndarray[Any, Any]:
+    """All values of the array at ``path`` below ``parent``, as a numpy array."""
+    return np.asarray(array_at(parent, path)[...])
 
 
 def json_list(value: object, what: str = "attribute") -> list[Any]:

@@ -19,6 +19,7 @@ from emovec.common.files import atomic_path
 
 from .errors import StoreLockedError
 from .layout import PROGRESS, chunk_file, lock_dir
+from .nodes import array_at
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Progress:
 
 def done_flags(group: zarr.Group, local_dir: Path | None) -> np.ndarray:
     """Boolean done flag of every batch of a readout group."""
-    flags = group[f"{PROGRESS}/batch_done"]
+    flags = array_at(group, f"{PROGRESS}/batch_done")
     n = flags.shape[0]
     if local_dir is None or flags.metadata.zarr_format != 3:  # zip, URL, v2 copy: read through zarr
         return np.asarray(flags[:], dtype=bool)

@@ -20,11 +20,17 @@ from emovec.common.hashing import json_lines_sha256, text_sha256
 
 from . import layout
 from .dtypes import StorageDtype, bf16_bits_to_float32, fill_value, parse_storage_dtype, physical_dtype
-from .errors import (IncompatibleStoreError, IncompleteStoreError, InputError, ReadOnlyStoreError,
-                     SchemaVersionError, StoreNotFoundError)
+from .errors import (
+    IncompatibleStoreError,
+    IncompleteStoreError,
+    InputError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    StoreNotFoundError,
+)
 from .finalize import seal, unseal
 from .finalize import verify as verify_files
-from .nodes import array_at, group_at
+from .nodes import group_at, read_values
 from .progress import Progress, done_flags
 from .writer import StreamWriter
 
@@ -204,7 +210,7 @@ def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:
     return zarr.storage.LocalStore(path, read_only=(mode == "r")), path
 
 
-def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = False) -> Store:  # noqa: A001
+def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = False) -> Store:
     """Open a store directory, a ``.zip`` export, or a read-only ``http(s)://`` URL.
 
     An incomplete (not finalized) store raises :class:`IncompleteStoreError` unless
@@ -275,7 +281,7 @@ class Store:
 
     def dataset_ids(self, model: str, readout: str) -> list[str]:
         """The stimulus ids of a readout, in row (plan) order."""
-        return [str(s) for s in array_at(self.readout_group(model, readout), "stimulus")[:].tolist()]
+        return [str(s) for s in read_values(self.readout_group(model, readout), "stimulus").tolist()]
 
     def progress(self, model: str, readout: str) -> Progress:
         """Done and total batches of one readout."""
@@ -310,8 +316,8 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------------
     def _open_xr(self, group: str) -> xr.Dataset:
-        ds = xr.open_zarr(self._zstore, group=group, chunks={}, consolidated=self.complete,
-                          mask_and_scale=False)
+        ds: xr.Dataset = xr.open_zarr(self._zstore, group=group, chunks={}, consolidated=self.complete,
+                                      mask_and_scale=False)
         for var in ds.variables.values():  # fill values are not masked here (bf16 bits must stay raw)
             var.attrs.pop("_FillValue", None)
         return ds
@@ -437,7 +443,7 @@ class Store:
         storage = parse_storage_dtype(storage_dtype)
         model_group = self.model_group(model)
         ids = [str(s) for s in stimulus_ids]
-        n, n_layers = len(ids), len(layers)
+        n = len(ids)
         per_token = token_ids is not None
         chunk_rows = chunk_rows or layout.default_chunk_rows(n, hidden, storage)
         _check_plan(batches, n, chunk_rows)
@@ -455,7 +461,7 @@ class Store:
                     f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
             return
         path = self.require_writable()
-        row_of = {s: i for i, s in enumerate(array_at(self._root, "stimuli/stimulus")[:].tolist())}
+        row_of = {s: i for i, s in enumerate(read_values(self._root, "stimuli/stimulus").tolist())}
         missing = [s for s in ids if s not in row_of]
         if missing:
             raise InputError(f"stimulus {missing[0]!r} is not in the store's stimulus table", field="stimulus")
@@ -479,10 +485,10 @@ class Store:
         stim = group_at(self._root, "stimuli")
         labels = [c for c in layout.LABEL_COLUMNS if c in stim]
         for col in labels:
-            _write_strings(group, col, np.asarray(array_at(stim, col)[:].tolist(), dtype=object)[rows], "stimulus")
+            _write_strings(group, col, np.array(read_values(stim, col).tolist(), dtype=object)[rows], "stimulus")
         int_labels = [c for c in layout.INT_LABEL_COLUMNS if c in stim]
         for col in int_labels:
-            _write_ints(group, col, np.asarray(array_at(stim, col)[:])[rows], "stimulus", "<i8")
+            _write_ints(group, col, read_values(stim, col)[rows], "stimulus", "<i8")
         labels += int_labels
         _write_ints(group, "stimulus_index", rows, "stimulus")
         _write_ints(group, "layer", layers, "layer")

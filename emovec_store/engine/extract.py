@@ -145,7 +145,8 @@ class _Runner:
                 self.model(input_ids=ids, attention_mask=mask, use_cache=False)
             except StopForward:
                 pass
-        return torch.stack([records[layer] for layer in self.layers]).cpu().numpy()
+        out: np.ndarray = torch.stack([records[layer] for layer in self.layers]).cpu().numpy()
+        return out
 
 
 def _storage_from_screen(peak: float, compute_dtype: str) -> str:

@@ -49,11 +49,11 @@ def capture(blocks: Sequence[torch.nn.Module], layers: Sequence[int],
                 raise StopForward
 
         if layer == 0:
-            def pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                 record(_hidden_of(args[0] if args else kwargs["hidden_states"]))
             return pre_hook
 
-        def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
             record(_hidden_of(output))
         return hook
 

@@ -47,9 +47,9 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, chunk_rows: int,
     """
     if batch_tokens < 1:
         raise InputError("--batch-tokens must be positive", field="batch_tokens")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    sorted_len = lengths[order]
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lens, kind="stable")
+    sorted_len = lens[order]
     batches: list[tuple[int, int]] = []
     n = len(order)
     start = 0

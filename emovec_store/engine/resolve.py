@@ -91,14 +91,24 @@ def _module_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _alias_files(alias: Alias) -> list[Path] | None:
+    """The installed file (or parts, in order) of an alias; None while any of them is missing."""
+    files = []
+    for module, name in zip(alias.modules, alias.files):
+        folder = _module_dir(module)
+        if folder is None or not (folder / name).is_file():
+            return None
+        files.append(folder / name)
+    return files
+
+
 def alias_installed(alias: Alias) -> bool:
-    return all((d := _module_dir(m)) is not None and (d / f).is_file() for m, f in zip(alias.modules, alias.files))
+    return _alias_files(alias) is not None
 
 
 def alias_size(alias: Alias) -> int | None:
-    if not alias_installed(alias):
-        return None
-    return sum((_module_dir(m) / f).stat().st_size for m, f in zip(alias.modules, alias.files))  # type: ignore[operator]
+    files = _alias_files(alias)
+    return None if files is None else sum(f.stat().st_size for f in files)
 
 
 def pull(name: str) -> Path:
@@ -123,9 +133,9 @@ def _alias(name: str) -> Alias:
 
 def alias_gguf(alias: Alias) -> Path:
     """The GGUF file of an installed alias (single file in place, or parts assembled into the cache)."""
-    if not alias_installed(alias):
+    parts = _alias_files(alias)
+    if parts is None:
         raise ModelResolutionError(f"model {alias.name!r} is not installed; run `emovec models pull {alias.name}`")
-    parts = [_module_dir(m) / f for m, f in zip(alias.modules, alias.files)]  # type: ignore[operator]
     if len(parts) == 1:
         return parts[0]
     target = cache_dir() / "gguf" / f"{alias.name}.gguf"
