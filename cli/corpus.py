@@ -9,8 +9,17 @@ from typing import Any
 
 import click
 
-from emovec.corpus import (IMPORT_FORMATS, CorpusWarning, Violation, corpus_stats, datasheet_tables,
-                           import_corpus, load_corpus, render_datasheet, validate_corpus)
+from emovec.corpus import (
+    IMPORT_FORMATS,
+    CorpusWarning,
+    Violation,
+    corpus_stats,
+    datasheet_tables,
+    import_corpus,
+    load_corpus,
+    render_datasheet,
+    validate_corpus,
+)
 from emovec.corpus.importers import GENERIC_KINDS
 
 

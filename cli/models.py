@@ -16,7 +16,8 @@ def list_cmd() -> None:
 
     for name, alias in ALIASES.items():
         size = alias_size(alias)
-        state = f"installed, {size / 2**20:.0f} MiB" if size is not None else f"not installed (emovec models pull {name})"
+        state = (f"installed, {size / 2**20:.0f} MiB" if size is not None
+                 else f"not installed (emovec models pull {name})")
         click.echo(f"{name:<14} {alias.description}  [{state}]")
 
 

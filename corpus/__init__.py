@@ -21,5 +21,6 @@ from .validate import Violation, validate_corpus
 
 __all__ = [
     "IMPORT_FORMATS", "KINDS", "CorpusError", "CorpusWarning", "Violation", "balance_table", "corpus_sha256",
-    "corpus_stats", "datasheet_tables", "emotion_table", "import_corpus", "load_corpus", "render_datasheet", "text_length", "validate_corpus",
+    "corpus_stats", "datasheet_tables", "emotion_table", "import_corpus", "load_corpus", "render_datasheet",
+    "text_length", "validate_corpus",
 ]

@@ -50,8 +50,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorpusError
-from .loader import (KIND_FILES, PERSPECTIVES, CorpusMeta, RawRecord, find_value, hanzi, iter_records, read_meta,
-                     resolve_corpus, story_files, text_length, uses_hanzi)
+from .loader import (
+    KIND_FILES,
+    PERSPECTIVES,
+    CorpusMeta,
+    RawRecord,
+    find_value,
+    hanzi,
+    iter_records,
+    read_meta,
+    resolve_corpus,
+    story_files,
+    text_length,
+    uses_hanzi,
+)
 
 LENGTH_BOUNDS: dict[tuple[str, str], tuple[int, int]] = {
     ("story", "en"): (80, 130),

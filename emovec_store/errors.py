@@ -4,10 +4,20 @@ Kept so that ``emovec_store.errors.X`` and ``emovec_store.X`` go on naming the s
 """
 from __future__ import annotations
 
-from emovec.common.errors import (EmovecError, IncompatibleStoreError, IncompleteStoreError, InputError,
-                                  IntegrityError, ModelResolutionError, NonFiniteActivationError,
-                                  ReadOnlyStoreError, SchemaVersionError, StoreError, StoreLockedError,
-                                  StoreNotFoundError)
+from emovec.common.errors import (
+                                  EmovecError,
+                                  IncompatibleStoreError,
+                                  IncompleteStoreError,
+                                  InputError,
+                                  IntegrityError,
+                                  ModelResolutionError,
+                                  NonFiniteActivationError,
+                                  ReadOnlyStoreError,
+                                  SchemaVersionError,
+                                  StoreError,
+                                  StoreLockedError,
+                                  StoreNotFoundError,
+)
 
 __all__ = ["EmovecError", "IncompatibleStoreError", "IncompleteStoreError", "InputError", "IntegrityError",
            "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError", "SchemaVersionError",

@@ -15,9 +15,20 @@ import pytest
 from click.testing import CliRunner
 
 from emovec.cli.main import cli
-from emovec.corpus import (KINDS, CorpusError, CorpusWarning, Violation, balance_table, corpus_sha256,
-                           corpus_stats, datasheet_tables, emotion_table, import_corpus, load_corpus,
-                           validate_corpus)
+from emovec.corpus import (
+    KINDS,
+    CorpusError,
+    CorpusWarning,
+    Violation,
+    balance_table,
+    corpus_sha256,
+    corpus_stats,
+    datasheet_tables,
+    emotion_table,
+    import_corpus,
+    load_corpus,
+    validate_corpus,
+)
 from emovec.corpus.loader import COLUMNS, resolve_corpus, text_length
 from emovec.corpus.stats import DATASHEET_BEGIN, DATASHEET_END, render_datasheet
 from emovec.corpus.validate import near_duplicate_pairs, shingles, stem_pattern
