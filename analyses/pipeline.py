@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +181,14 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
         probe = probes.run_probes(stories, texts, neutral_components=vec.components, categories=categories,
                                   n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap,
                                   seed=int(seeds[1].generate_state(1)[0]), default_layer=default)
-    scenario_readouts = _scenario_readouts(st, model, readout)
-    implicit_results: dict[str, Any] = {}
-    intensity_results: dict[str, Any] = {}
     with clock.step("implicit"):
-        for name in scenario_readouts:
-            rows = _scenario_rows(st, model, name, data, layer_ids, "implicit", lang)
-            if rows is None:
-                continue
-            pooled, center = rows
-            implicit_results[name] = implicit.run_implicit(
-                pooled, vec.vectors, center=center, n_permutations=options.n_permutations,
-                seed=int(seeds[2].generate_state(1)[0])).to_dict()
+        implicit_results = _score_scenarios(st, data, layer_ids, lang, vec, "implicit", partial(
+            implicit.run_implicit, n_permutations=options.n_permutations, seed=int(seeds[2].generate_state(1)[0])))
         if not implicit_results:
             skipped["implicit"] = "no implicit scenarios with a target among the story emotions"
     with clock.step("intensity"):
-        for name in scenario_readouts:
-            rows = _scenario_rows(st, model, name, data, layer_ids, "intensity", lang)
-            if rows is None:
-                continue
-            pooled, center = rows
-            intensity_results[name] = implicit.run_intensity(
-                pooled, vec.vectors, center=center, n_permutations=options.n_permutations,
-                seed=int(seeds[3].generate_state(1)[0])).to_dict()
+        intensity_results = _score_scenarios(st, data, layer_ids, lang, vec, "intensity", partial(
+            implicit.run_intensity, n_permutations=options.n_permutations, seed=int(seeds[3].generate_state(1)[0])))
         if not intensity_results:
             skipped["intensity"] = "no intensity prompts with a target among the story emotions"
     geo_d, probe_d = geo.to_dict(), probe.to_dict()
@@ -262,6 +248,18 @@ def _scenario_readouts(st: Store, model: str, story_readout_name: str) -> list[s
     """Readouts to score implicit/intensity prompts on: ``assistant`` first, then the story readout."""
     names = [r for r in pooled_readouts(st, model) if r == "assistant"]
     return names + [story_readout_name]
+
+
+def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: str | None, vec: Vectors, kind: str,
+                     run: Callable[..., Any]) -> dict[str, Any]:
+    """``run`` (implicit or intensity scoring) on the ``kind`` rows of each scenario readout, by readout."""
+    out: dict[str, Any] = {}
+    for name in _scenario_readouts(st, data.model, data.readout):
+        rows = _scenario_rows(st, data.model, name, data, layer_ids, kind, lang)
+        if rows is not None:
+            pooled, center = rows
+            out[name] = run(pooled, vec.vectors, center=center).to_dict()
+    return out
 
 
 def _scenario_rows(st: Store, model: str, readout: str, story: ReadoutData, layer_ids: list[int], kind: str,
