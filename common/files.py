@@ -62,8 +62,8 @@ def atomic_path(final: str | os.PathLike[str], *, tmp: str | os.PathLike[str] | 
     ends without an exception it is moved to ``final`` by a rename.
 
     The parent directory is created if needed and a leftover at the temporary path (from a crashed
-    run) is removed first; if the block or the rename raises, the temporary path is removed and
-    ``final`` is left as it was.
+    run) is removed first. If the block raises, the temporary path is removed and ``final`` is not
+    touched: only the closing rename changes it.
 
     Parameters
     ----------
