@@ -113,7 +113,8 @@ def centred_cosine(pooled: xr.DataArray, vectors: xr.DataArray | Vectors, center
     if "emotion" in pooled.coords:
         pooled = pooled.rename({"emotion": "stimulus_emotion"})
     centred = pooled.astype(np.float64) - ctr.astype(np.float64)
-    return xr.dot(unit(centred), unit(vec.astype(np.float64)), dim="hidden").transpose("layer", "stimulus", "emotion")
+    scores: xr.DataArray = xr.dot(unit(centred), unit(vec.astype(np.float64)), dim="hidden")
+    return scores.transpose("layer", "stimulus", "emotion")
 
 
 def _rows_of_kind(pooled: xr.DataArray, kind: str | None) -> xr.DataArray:

@@ -47,7 +47,8 @@ def row_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     denom = np.outer(np.sqrt((ac**2).sum(axis=-1)), np.sqrt((bc**2).sum(axis=-1)))
     out = np.full(denom.shape, np.nan)
     np.divide(ac @ bc.T, denom, out=out, where=denom > 0)
-    return np.clip(out, -1.0, 1.0)
+    clipped: np.ndarray = np.clip(out, -1.0, 1.0)
+    return clipped
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

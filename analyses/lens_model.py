@@ -69,7 +69,8 @@ def lens_from_provenance(model_attrs: Mapping[str, Any], vectors: xr.DataArray, 
     def final_norm(v: np.ndarray) -> np.ndarray:
         assert norm is not None
         with torch.no_grad():
-            return norm.float()(torch.tensor(v, dtype=torch.float32)).numpy()
+            normed: np.ndarray = norm.float()(torch.tensor(v, dtype=torch.float32)).numpy()
+            return normed
 
     decode = loaded.tokenizer.decode
     result = logit_lens(vectors, unembedding, final_norm=final_norm if norm is not None else None,

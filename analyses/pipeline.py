@@ -241,7 +241,8 @@ def _emotions_for(table: xr.Dataset, categories: Sequence[str]) -> xr.Dataset:
 
 
 def _mean_norm(vectors: xr.DataArray) -> list[float]:
-    return [float(x) for x in np.sqrt((vectors**2).sum("hidden")).mean("emotion").values]
+    norms = (vectors**2).sum("hidden") ** 0.5
+    return [float(x) for x in norms.mean("emotion").values]
 
 
 def _scenario_readouts(st: Store, model: str, story_readout_name: str) -> list[str]:

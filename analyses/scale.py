@@ -26,7 +26,7 @@ def scheduler_context(address: str | None) -> Iterator[Any]:
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'emovec[cluster]'") from None
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s ({exc})",
                          field="scheduler") from None

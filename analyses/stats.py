@@ -82,18 +82,18 @@ def permutation_p(observed: float, null: Sequence[float] | np.ndarray,
 
     ``two-sided`` compares absolute values (for statistics centred at 0 under the null, such as r).
     """
-    null = np.asarray(null, dtype=np.float64)
-    null = null[np.isfinite(null)]
-    if null.size == 0 or not np.isfinite(observed):
+    values = np.asarray(null, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or not np.isfinite(observed):
         return float("nan")
     tol = 1e-12 * max(1.0, abs(float(observed)))  # ties count as extreme
     if alternative == "greater":
-        k = int(np.sum(null >= observed - tol))
+        k = int(np.sum(values >= observed - tol))
     elif alternative == "less":
-        k = int(np.sum(null <= observed + tol))
+        k = int(np.sum(values <= observed + tol))
     else:
-        k = int(np.sum(np.abs(null) >= abs(observed) - tol))
-    return (k + 1) / (null.size + 1)
+        k = int(np.sum(np.abs(values) >= abs(observed) - tol))
+    return (k + 1) / (values.size + 1)
 
 
 def percentile_ci(replicates: Sequence[float] | np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:

@@ -56,9 +56,8 @@ def class_means(pooled: xr.DataArray, *, by: str = "emotion",
         empty = [c for c, n in zip(cats, counts) if n == 0]
         raise InputError(f"no stimulus of {by} {', '.join(empty)}")
     weights = xr.DataArray(onehot / counts, dims=("stimulus", by), coords={by: cats})
-    means = xr.dot(data.astype(np.float64).drop_vars([c for c in data.coords if c not in data.dims and
-                                                      c != "layer"]), weights, dim="stimulus")
-    means = means.transpose("layer", by, "hidden")
+    plain = data.astype(np.float64).drop_vars([c for c in data.coords if c not in data.dims and c != "layer"])
+    means: xr.DataArray = xr.dot(plain, weights, dim="stimulus").transpose("layer", by, "hidden")
     return means.assign_coords({f"n_{by}": (by, counts.astype(np.int64))})
 
 
@@ -96,7 +95,8 @@ def neutral_components(neutral: xr.DataArray, threshold: float = 0.5) -> tuple[x
 def project_out(vectors: xr.DataArray, components: xr.DataArray) -> xr.DataArray:
     """``v − Σ_i (v·c_i) c_i`` per layer (components orthonormal; zero rows are no-ops)."""
     coef = xr.dot(vectors, components, dim="hidden")
-    return vectors - xr.dot(coef, components, dim="component")
+    removed: xr.DataArray = xr.dot(coef, components, dim="component")
+    return vectors - removed
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def emotion_vectors(stories: xr.DataArray, *, neutral: xr.DataArray | None = Non
 
 def unit(vectors: xr.DataArray, dim: str = "hidden") -> xr.DataArray:
     """Vectors scaled to unit L2 norm along ``dim`` (zero vectors stay zero)."""
-    norm = np.sqrt((vectors**2).sum(dim))
+    norm = (vectors**2).sum(dim) ** 0.5
     return vectors / norm.where(norm > 0, 1.0)
 
 
@@ -186,5 +186,5 @@ def projections(pooled: xr.DataArray, vectors: xr.DataArray) -> xr.DataArray:
     if "emotion" in pooled.coords and "emotion" not in pooled.dims:
         pooled = pooled.rename({"emotion": "stimulus_emotion"})
     stim_coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
-    out = xr.dot(pooled.astype(np.float64), unit(vectors), dim="hidden")
+    out: xr.DataArray = xr.dot(pooled.astype(np.float64), unit(vectors), dim="hidden")
     return out.transpose("layer", "stimulus", "emotion").assign_coords(stim_coords)
