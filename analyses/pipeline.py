@@ -26,6 +26,7 @@ from emovec_store.errors import InputError
 from emovec_store.layout import parse_layers
 
 from . import geometry, implicit, layers, probes
+from .basis import DEFAULT_LAYER_BUDGET_MB, layer_megabytes, top_pc_basis
 from .source import (
     STORY_KINDS,
     ReadoutData,
@@ -60,6 +61,8 @@ class AnalyzeOptions:
     sidecar : where derived results go for stores that cannot be written.
     norms : a TSV of human norms (word, valence, arousal[, dominance]) replacing the store's norms for
         the emotions it rates (for imported corpora that carry none).
+    layer_budget_mb : when one layer of the stories (stimulus × hidden, float64) is larger, the probes run
+        on the top ``basis_components`` principal components of each layer (:mod:`.basis`), and say so.
     """
 
     models: tuple[str, ...] | None = None
@@ -74,6 +77,8 @@ class AnalyzeOptions:
     write: bool = True
     sidecar: str | None = None
     norms: str | None = None
+    layer_budget_mb: float = DEFAULT_LAYER_BUDGET_MB
+    basis_components: int = 256
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -178,7 +183,14 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     if texts is None:
         skipped["bag_of_words"] = text_source
     with clock.step("probes"):
-        probe = probes.run_probes(stories, texts, neutral_components=vec.components, categories=categories,
+        probe_rows, components, basis_note = stories, vec.components, None
+        if layer_megabytes(stories) > options.layer_budget_mb:
+            k = min(options.basis_components, stories.sizes["hidden"], stories.sizes["stimulus"])
+            probe_rows, components = top_pc_basis(stories, k), None
+            basis_note = (f"one layer is {layer_megabytes(stories):.0f} MB (> {options.layer_budget_mb:.0f} MB): "
+                          f"probes ran on each layer's top {k} principal components from one streamed pass "
+                          "(unsupervised; neutral components not projected out)")
+        probe = probes.run_probes(probe_rows, texts, neutral_components=components, categories=categories,
                                   n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap,
                                   seed=int(seeds[1].generate_state(1)[0]), default_layer=default)
     with clock.step("implicit"):
@@ -192,6 +204,8 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
         if not intensity_results:
             skipped["intensity"] = "no intensity prompts with a target among the story emotions"
     geo_d, probe_d = geo.to_dict(), probe.to_dict()
+    if basis_note is not None:
+        probe_d["reduction"] = "; ".join(x for x in (basis_note, probe_d.get("reduction")) if x)
     with clock.step("layers"):
         summary = layers.run_layers(geo.cosine, _layer_metrics(geo_d, probe_d, implicit_results),
                                     _mean_norm(vec.vectors), layer_ids, max_layer=stored_max).to_dict()

@@ -152,3 +152,12 @@ def test_a_bad_norms_file_is_one_line_naming_file_line_and_field(tmp_path: Path,
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "s.zarr"), "--norms", str(tmp_path / "norms.tsv"),
                                  "--no-progress", "--no-lens"])
     assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(tmp_path: Path) -> None:
+    make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
+    options = AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False, write=False, layer_budget_mb=0.01,
+                             basis_components=8)
+    res = analyze(tmp_path / "s.zarr", options)["models"]["m"]
+    assert "top 8 principal components" in res["probes"]["reduction"]
+    assert _at(res, ("probes", "probe"), res["layers"][-1])["value"] > 0.8

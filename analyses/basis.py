@@ -1,0 +1,53 @@
+"""A reduced basis for layers too large to hold in memory: the top principal components of each
+layer from one streamed pass over the store (a dask covariance reduction), and every row projected
+onto them, so that probes need ``stimulus × k`` numbers per layer instead of ``stimulus × hidden``.
+
+The components are fitted without labels on all rows (unsupervised, so no label information
+reaches the test folds); results say when this basis was used.
+"""
+from __future__ import annotations
+
+from dask.base import compute as dask_compute
+import numpy as np
+import xarray as xr
+
+from emovec_store.errors import InputError
+
+from .vectors import check_pooled
+
+#: Per-layer size (stimulus × hidden × 8 bytes) above which the pipeline's probes use the basis.
+DEFAULT_LAYER_BUDGET_MB = 512.0
+
+
+def layer_megabytes(pooled: xr.DataArray) -> float:
+    """Size of one layer of ``pooled`` as float64 in memory, MB."""
+    return pooled.sizes["stimulus"] * pooled.sizes["hidden"] * 8 / 1e6
+
+
+def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
+    """Each layer's rows projected onto its top ``k`` principal components (covariance from one pass).
+
+    Returns dims ``(layer, stimulus, hidden)`` with ``hidden`` = the ``k`` component scores (so every
+    analysis taking pooled arrays accepts it) and the stimulus coordinates of ``pooled``; float64.
+    Memory: ``hidden²`` for the covariance plus ``stimulus × k`` per layer.
+    """
+    check_pooled(pooled, need=())
+    hidden = pooled.sizes["hidden"]
+    if not 1 <= k <= hidden:
+        raise InputError(f"a reduced basis needs 1 <= k <= hidden ({hidden}), got {k}")
+    layers = []
+    for layer in pooled["layer"].values:
+        x = pooled.sel(layer=layer).transpose("stimulus", "hidden").data
+        x = x.astype(np.float64) if hasattr(x, "dask") else np.asarray(x, dtype=np.float64)
+        n = x.shape[0]
+        total, gram = dask_compute(x.sum(axis=0), x.T @ x)  # type: ignore[no-untyped-call]
+        mean = np.asarray(total) / n
+        cov = np.asarray(gram) / n - np.outer(mean, mean)
+        _, vecs = np.linalg.eigh(cov)
+        top = vecs[:, ::-1][:, :k]
+        top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])  # deterministic signs
+        scores = (x - mean) @ top
+        layers.append(np.asarray(dask_compute(scores)[0]))  # type: ignore[no-untyped-call]
+    coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
+    return xr.DataArray(np.stack(layers), dims=("layer", "stimulus", "hidden"),
+                        coords={"layer": pooled["layer"].values, **coords})
