@@ -7,9 +7,9 @@ reaches the test folds); results say when this basis was used.
 """
 from __future__ import annotations
 
-from dask.base import compute as dask_compute
 import numpy as np
 import xarray as xr
+from dask.base import compute as dask_compute
 
 from emovec_store.errors import InputError
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emovec.analyses.implicit import (EXACT_LIMIT, centred_cosine, default_center, run_implicit,
-                                      run_intensity)
+from emovec.analyses.implicit import EXACT_LIMIT, centred_cosine, default_center, run_implicit, run_intensity
 from emovec_store.errors import InputError
 
 EMOTIONS = ["joyful", "calm", "furious", "sad", "afraid", "proud"]

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emovec.analyses.layers import (cross_layer_rsa, default_layer, floor_rise, norm_confound_check,
-                                    row_correlations, run_layers)
+from emovec.analyses.layers import (
+    cross_layer_rsa,
+    default_layer,
+    floor_rise,
+    norm_confound_check,
+    row_correlations,
+    run_layers,
+)
 from emovec.analyses.lens import logit_lens
 from emovec.analyses.stats import Estimate
 from emovec_store.errors import InputError
