@@ -1,0 +1,104 @@
+"""`emovec analyze` on a dask.distributed cluster (issue 7 §2): a LocalCluster of two worker processes
+gives the same results as the local scheduler, through the API and the CLI's ``--scheduler``; an
+unreachable scheduler is one line and exit code 2."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from emovec.analyses import scale
+from emovec.analyses.pipeline import AnalyzeOptions, analyze
+from emovec.cli.main import cli
+
+from .analysis_store import make_analysis_store
+
+distributed = pytest.importorskip("dask.distributed")
+
+OPTIONS = AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False)
+#: Generous guard against a hung cluster or connect; no test here comes near it.
+HANG_GUARD_S = 300
+#: Seconds the unreachable-scheduler test waits for a connection (the CLI's own is 10 s).
+SHORT_CONNECT_S = 2
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Fail the test with TimeoutError if it runs past HANG_GUARD_S (a guard against hangs, not a speed check)."""
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"hung for more than {HANG_GUARD_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_GUARD_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cluster") / "c.zarr"
+    make_analysis_store(path, structure=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    """One LocalCluster of 2 worker processes for the module."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+def comparable(results: dict[str, Any]) -> dict[str, Any]:
+    """The results without what differs from run to run by design: the creation time and the step timings."""
+    out = {k: v for k, v in results.items() if k != "created"}
+    out["models"] = {m: {k: v for k, v in res.items() if k != "timings"} for m, res in results["models"].items()}
+    return out
+
+
+def test_a_local_cluster_gives_the_local_results(store: Path, address: str, hang_guard: None) -> None:
+    local = analyze(store, OPTIONS)
+    with scale.scheduler_context(address) as client:
+        assert client is not None
+        workers = set(client.scheduler_info()["workers"])
+        with distributed.get_task_stream(client) as stream:
+            on_cluster = analyze(store, OPTIONS)
+    assert len(workers) == 2 and {task["worker"] for task in stream.data} == workers  # both workers computed
+    assert json.dumps(comparable(on_cluster), sort_keys=True) == json.dumps(comparable(local), sort_keys=True)
+
+
+def test_the_cli_runs_on_a_scheduler(store: Path, address: str, tmp_path: Path, hang_guard: None) -> None:
+    args = ["analyze", str(store), "--scheduler", address, "--out", str(tmp_path / "report"), "--permutations", "99",
+            "--bootstrap", "99", "--no-lens", "--no-write", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert "--scheduler" in results["command"] and results["models"]["m"]["layers"] == [0, 1, 2, 3]
+
+
+def closed_port() -> int:
+    """A localhost port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(store: Path, tmp_path: Path, hang_guard: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)  # the error, not the 10 s wait, is tested
+    address = f"tcp://127.0.0.1:{closed_port()}"
+    r = CliRunner().invoke(cli, ["analyze", str(store), "--scheduler", address, "--out", str(tmp_path / "report"),
+                                 "--no-lens", "--no-progress"])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "cannot reach the dask scheduler" in r.output
+    assert address in r.output and not (tmp_path / "report").exists()

@@ -1,0 +1,30 @@
+"""The analyze scaling benchmark still runs (at toy size), so it cannot rot between real measurements."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "analyze_scaling.py"
+#: A guard against a hung subprocess, not a speed limit (the toy run takes seconds).
+HANG_GUARD_S = 600
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="per-step peak RSS needs Linux /proc")
+def test_the_scaling_benchmark_runs_at_toy_size(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--workdir", str(tmp_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert [run["scale"] for run in summary["runs"]] == [1, 2]
+    assert [run["n_layers"] for run in summary["runs"]] == [3, 6]
+    for run in summary["runs"]:
+        assert set(run["timings"]) <= set(run["peak_rss_mb"]) and "setup" in run["peak_rss_mb"]
+        assert all(peak > 0 for peak in run["peak_rss_mb"].values())
+    assert len(summary["peak_ratio_to_1x"]) == 2 and isinstance(summary["flat"], bool)
+    assert "| 2× | 6 |" in done.stdout and "peak RSS" in done.stdout
+    assert not any(p.suffix == ".zarr" for p in tmp_path.rglob("*"))  # the stores are removed
