@@ -16,17 +16,20 @@ Two ways to grow a store (``--grow``):
 
 Peak RSS per step is the kernel's high-water mark (``VmHWM`` in ``/proc/self/status``), reset at the
 start of every step by writing ``5`` to ``/proc/self/clear_refs`` (Linux ≥ 4.0), so it is exact, not
-sampled. "setup" is everything before the first step (imports, opening the store, selecting rows).
+sampled. A step's peak covers the time from its start to the next step's start (code the pipeline
+runs between steps counts to the earlier one); "+Δ" is that peak minus the RSS when the step began,
+what the step itself added on top of what earlier steps left allocated. "setup" is everything before
+the first step (imports, opening the store, selecting rows). Activations are stored as float32.
 
 Memory limit: the analyses run on dask's local threaded scheduler (the default of ``emovec analyze``),
-which has no memory limit of its own. The limit here (``--memory-limit-mb``) is a peak-RSS budget for
+which has no memory limit of its own. The limit here (``--memory-limit-mib``) is a peak-RSS budget for
 the whole analysis process, interpreter and libraries included; a run passes when its peak RSS stays
 within it. The stores' activation bytes (what an in-memory analysis would hold) are printed next to
 it, with the largest store's ratio to the budget (the issue asks for at least 2×; the default series
-has 1203 MiB of activations at 16×, 2.1× the default 600 MB).
+has 1203 MiB of activations at 16×, 2.0× the default 600 MiB budget).
 
     python benchmarks/analyze_scaling.py                     # layers series, the README's table
-    python benchmarks/analyze_scaling.py --grow stimuli      # the stimuli series
+    python benchmarks/analyze_scaling.py --grow stimuli --base-layers 4   # the stimuli series
     python benchmarks/analyze_scaling.py --toy               # seconds: the test suite's smoke run
 
 Results: a markdown table on stdout and JSON in ``benchmarks/out/analyze_scaling[-<grow>].json``.
@@ -149,8 +152,8 @@ def build_store(path: Path, size: Size, table: pd.DataFrame, *, seed: int = 0) -
 # --------------------------------------------------------------------------- the measured subprocess
 
 
-def _status_mb(field: str) -> float:
-    """``VmHWM`` (peak RSS since the last reset) or ``VmRSS`` (now) of this process, in MB."""
+def _status_mib(field: str) -> float:
+    """``VmHWM`` (peak RSS since the last reset) or ``VmRSS`` (now) of this process, in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
@@ -165,22 +168,22 @@ def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int) -> 
     """Run ``analyze`` on ``store``; write per-step peak RSS and timings to ``result`` (JSON)."""
     t0 = time.perf_counter()
     peaks: dict[str, float] = {}
-    starts: dict[str, float] = {"setup": _status_mb("VmRSS")}
+    starts: dict[str, float] = {"setup": _status_mib("VmRSS")}
     current = ["setup"]
 
     def progress(step: str) -> None:
-        peaks[current[0]] = _status_mb("VmHWM")
+        peaks[current[0]] = _status_mib("VmHWM")
         _reset_hwm()
-        starts[step] = _status_mb("VmRSS")
+        starts[step] = _status_mib("VmRSS")
         current[0] = step
 
     from emovec.analyses.pipeline import AnalyzeOptions, analyze
 
     options = AnalyzeOptions(n_permutations=n_permutations, n_bootstrap=n_bootstrap, lens=False)
     out = analyze(store, options, progress=progress)
-    peaks[current[0]] = _status_mb("VmHWM")
+    peaks[current[0]] = _status_mib("VmHWM")
     res = out["models"]["bench"]
-    result.write_text(json.dumps({"peak_rss_mb": peaks, "start_rss_mb": starts, "timings": res["timings"],
+    result.write_text(json.dumps({"peak_rss_mib": peaks, "start_rss_mib": starts, "timings": res["timings"],
                                   "wall_s": time.perf_counter() - t0, "n_stories": res["n"]["stories"],
                                   "layers": len(res["layers"])}))
 
@@ -220,27 +223,27 @@ def run_series(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(path)
             rows.append({**asdict(size), "n_rows": n_rows, "n_stories": m["n_stories"],
                          "activation_mib": size.activation_bytes(n_rows) / 2**20, "build_s": build_s, **m})
-            peak = max(m["peak_rss_mb"].values())
-            print(f"x{size.scale}: {size.n_layers} layers x {n_rows} rows, peak {peak:.0f} MB, {m['wall_s']:.0f} s",
+            peak = max(m["peak_rss_mib"].values())
+            print(f"x{size.scale}: {size.n_layers} layers x {n_rows} rows, peak {peak:.0f} MiB, {m['wall_s']:.0f} s",
                   file=sys.stderr, flush=True)
-    peaks = [max(r["peak_rss_mb"].values()) for r in rows]
+    peaks = [max(r["peak_rss_mib"].values()) for r in rows]
     return {"grow": args.grow, "command": " ".join(["python", "benchmarks/analyze_scaling.py", *sys.argv[1:]]),
-            "memory_limit_mb": args.memory_limit_mb, "n_permutations": args.permutations,
+            "memory_limit_mib": args.memory_limit_mib, "n_permutations": args.permutations,
             "n_bootstrap": args.bootstrap, "tolerance": TOLERANCE, "runs": rows,
             "peak_ratio_to_1x": [p / peaks[0] for p in peaks],
             "flat": all(abs(p / peaks[0] - 1) <= TOLERANCE for p in peaks),
-            "within_limit": all(p <= args.memory_limit_mb for p in peaks),
-            "largest_over_limit": largest / (args.memory_limit_mb * 1e6),
+            "within_limit": all(p <= args.memory_limit_mib for p in peaks),
+            "largest_over_limit": largest / (args.memory_limit_mib * 2**20),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
-    """The README table: one row per store, peak RSS (MB) and seconds per step."""
-    head = ["scale", "layers", "rows", "activations MiB", "wall s", "peak RSS MB", "vs 1×",
-            *[f"{s}: MB (+Δ) / s" for s in STEPS]]
+    """The README table: one row per store, peak RSS (MiB) and seconds per step."""
+    head = ["scale", "layers", "rows", "activations MiB", "wall s", "peak RSS MiB", "vs 1×",
+            *[f"{s}: MiB (+Δ) / s" for s in STEPS]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, ratio in zip(summary["runs"], summary["peak_ratio_to_1x"]):
-        peaks, starts, timings = run["peak_rss_mb"], run["start_rss_mb"], run["timings"]
+        peaks, starts, timings = run["peak_rss_mib"], run["start_rss_mib"], run["timings"]
         cells = [f"{run['scale']}×", str(run["n_layers"]), str(run["n_rows"]), f"{run['activation_mib']:.0f}",
                  f"{run['wall_s']:.0f}", f"{max(peaks.values()):.0f}", f"{ratio:.2f}"]
         for step in STEPS:
@@ -253,7 +256,8 @@ def table_markdown(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     verdict = "flat" if summary["flat"] else "NOT flat"
     lines.append("")
-    lines.append(f"peak RSS {verdict} (±{summary['tolerance']:.0%} of 1×); within the {summary['memory_limit_mb']} MB "
+    limit = summary["memory_limit_mib"]
+    lines.append(f"peak RSS {verdict} (±{summary['tolerance']:.0%} of 1×); within the {limit} MiB "
                  f"limit: {'yes' if summary['within_limit'] else 'no'}; the largest store's activations are "
                  f"{summary['largest_over_limit']:.1f}× the limit (the issue asks for ≥ 2×)")
     return "\n".join(lines)
@@ -268,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
     p.add_argument("--permutations", type=int, default=99)
     p.add_argument("--bootstrap", type=int, default=99)
-    p.add_argument("--memory-limit-mb", type=int, default=600)
+    p.add_argument("--memory-limit-mib", type=int, default=600)
     p.add_argument("--timeout", type=float, default=1800, help="seconds per analysis before giving up")
     p.add_argument("--workdir", default=None, help="where the stores are built (default: the system temp dir)")
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/out/analyze_scaling[-GROW].json)")

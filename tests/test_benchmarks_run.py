@@ -23,8 +23,8 @@ def test_the_scaling_benchmark_runs_at_toy_size(tmp_path: Path) -> None:
     assert [run["scale"] for run in summary["runs"]] == [1, 2]
     assert [run["n_layers"] for run in summary["runs"]] == [3, 6]
     for run in summary["runs"]:
-        assert set(run["timings"]) <= set(run["peak_rss_mb"]) and "setup" in run["peak_rss_mb"]
-        assert all(peak > 0 for peak in run["peak_rss_mb"].values())
+        assert set(run["timings"]) <= set(run["peak_rss_mib"]) and "setup" in run["peak_rss_mib"]
+        assert all(peak > 0 for peak in run["peak_rss_mib"].values())
     assert len(summary["peak_ratio_to_1x"]) == 2 and isinstance(summary["flat"], bool)
     assert "| 2× | 6 |" in done.stdout and "peak RSS" in done.stdout
     assert not any(p.suffix == ".zarr" for p in tmp_path.rglob("*"))  # the stores are removed
