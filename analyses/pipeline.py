@@ -270,7 +270,7 @@ def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: s
     """``run`` (implicit or intensity scoring) on the ``kind`` rows of each scenario readout, by readout."""
     out: dict[str, Any] = {}
     for name in _scenario_readouts(st, data.model, data.readout):
-        rows = _scenario_rows(st, data.model, name, data, layer_ids, kind, lang)
+        rows = _scenario_rows(st, data.model, name, data, layer_ids, kind, lang, vec)
         if rows is not None:
             pooled, center = rows
             out[name] = run(pooled, vec.vectors, center=center).to_dict()
@@ -278,7 +278,7 @@ def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: s
 
 
 def _scenario_rows(st: Store, model: str, readout: str, story: ReadoutData, layer_ids: list[int], kind: str,
-                   lang: str | None) -> tuple[xr.DataArray, xr.DataArray] | None:
+                   lang: str | None, vec: Vectors) -> tuple[xr.DataArray, xr.DataArray] | None:
     """The ``kind`` rows of a readout and the centre their cosines use.
 
     On the story readout the centre is the mean of the story class means (the origin the vectors are
@@ -290,11 +290,8 @@ def _scenario_rows(st: Store, model: str, readout: str, story: ReadoutData, laye
     rows = select(data.pooled, kinds=(kind,), language=lang, labelled=True)
     if rows.sizes["stimulus"] == 0:
         return None
-    if readout == story.readout:
-        stories = select(data.pooled, kinds=STORY_KINDS, language=lang, labelled=True)
-        from .vectors import class_means
-
-        center = class_means(stories).mean("emotion").drop_vars("n_emotion", errors="ignore").compute()
+    if readout == story.readout:  # the class means are already computed: no second pass over the store
+        center = vec.means.mean("emotion").drop_vars("n_emotion", errors="ignore")
     else:
         center = implicit.default_center(data.pooled)
     return rows, center
