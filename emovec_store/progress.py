@@ -4,11 +4,16 @@ The flags are the uint8 array ``_progress/batch_done`` (one chunk per batch, so 
 share a flag file). A flag file is written (temp file + rename) only after the batch's data has been
 flushed, so a set flag always means complete data. ``_progress/max_abs`` keeps max |x| per layer of
 every batch, written just before its flag; finalize reduces it into the model's provenance.
+
+Lock files live in ``NAME.zarr.locks/`` next to the store; :func:`remove_lock_dir` removes the
+folder when no writer holds a lock in it (every ``extract`` run does on its way out, and finalize).
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +67,83 @@ def mark_done(readout_dir: Path, batch: int, max_abs: np.ndarray) -> None:
         tmp.write_bytes(b"\x01")
 
 
+#: A non-blocking lock that is busy is tried again this often, this far apart, before it counts as
+#: held: :func:`remove_lock_dir` holds every lock file for a moment while it removes the folder.
+LOCK_RETRIES, LOCK_RETRY_S = 5, 0.02
+
+
+def lock_file(path: Path, *, blocking: bool = True) -> int | None:
+    """Open ``path`` (creating it and its folder) and take an exclusive ``flock``; returns the descriptor.
+
+    Non-blocking: None when another process holds it. The lock counts only if ``path`` is still the
+    file that was locked (:func:`remove_lock_dir` may have removed it meanwhile); otherwise the
+    file is opened and locked again. Close the descriptor to release the lock.
+    """
+    busy = 0
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder was removed between mkdir and open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            busy += 1
+            if busy > LOCK_RETRIES:
+                return None
+            time.sleep(LOCK_RETRY_S)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def remove_lock_dir(store_dir: Path) -> bool:
+    """Remove the store's ``NAME.zarr.locks/`` folder unless a writer holds a lock in it.
+
+    Takes every lock file (non-blocking) and deletes them while holding them all, then the folders;
+    a writer that opened a file meanwhile finds it gone (:func:`lock_file`) and makes a new one.
+    Returns True when the folder is gone. Locks die with their process, so after a crash the next
+    run that ends removes the folder.
+    """
+    root = lock_dir(store_dir)
+    if not root.is_dir():
+        return True
+    held: list[tuple[Path, int]] = []
+    try:
+        for path in sorted(root.rglob("*.lock")):
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False  # in use: the writer that holds it removes the folder when it ends
+            held.append((path, fd))
+        for path, _ in held:
+            path.unlink(missing_ok=True)
+        for folder in sorted((d for d in root.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+            with suppress(OSError):  # not empty: another writer has just made a lock in it
+                folder.rmdir()
+        with suppress(OSError):
+            root.rmdir()
+    finally:
+        for _, fd in held:
+            os.close(fd)
+    return not root.exists()
+
+
 class RowChunkLocks:
     """Exclusive, non-blocking ``flock`` locks on the row chunks a writer owns.
 
@@ -75,17 +157,13 @@ class RowChunkLocks:
         self._handles: list[int] = []
 
     def acquire(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
         try:
             for c in self._chunks:
-                fd = os.open(self._dir / f"{c}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
+                fd = lock_file(self._dir / f"{c}.lock", blocking=False)
+                if fd is None:
                     raise StoreLockedError(
                         f"another writer is filling row chunk {c} of {self._dir.parent.name}/"
-                        f"{self._dir.name}; use disjoint --shard ranges or wait for it to finish") from None
+                        f"{self._dir.name}; use disjoint --shard ranges or wait for it to finish")
                 self._handles.append(fd)
         except BaseException:
             self.release()
