@@ -11,7 +11,9 @@ from .store import Store, create, open
 
 
 def write_demo_store(path: Path, *, n: int = 240, layers: int = 8, hidden: int = 64, seed: int = 0) -> Store:
-    """Write (or resume) a synthetic store whose pooled activations are emotion means plus noise."""
+    """Write (or resume) a synthetic store whose pooled activations are emotion means plus noise.
+
+    Run again on a complete demo store, it writes nothing and returns the store."""
     emotions = ["joyful", "calm", "furious", "sad"]
     table = pd.DataFrame({
         "stimulus": [f"demo-{i:04d}" for i in range(n)],
@@ -28,6 +30,8 @@ def write_demo_store(path: Path, *, n: int = 240, layers: int = 8, hidden: int =
     store.add_readout("demo", "mean_from_50", stimulus_ids=table["stimulus"], layers=range(layers),
                       hidden=hidden, storage_dtype="float16", batches=batches, chunk_rows=chunk_rows,
                       n_tokens=[100] * n, attrs={"spec": "mean_from:50"})
+    if store.complete:  # the same demo run again: nothing to write
+        return open(path)
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(layers, len(emotions), hidden)).astype(np.float32)
     codes = np.arange(n) % len(emotions)
@@ -36,6 +40,5 @@ def write_demo_store(path: Path, *, n: int = 240, layers: int = 8, hidden: int =
         for b in writer.pending():
             start, stop = writer.rows(b)
             writer.write(b, data[:, start:stop])
-    if not store.complete:
-        store.finalize()
+    store.finalize()
     return open(path)

@@ -37,6 +37,8 @@ DERIVED = "derived"
 POOLED = "pooled"
 ACTS = "acts"
 PROGRESS = "_progress"
+#: Readout attributes that finalize adds (not part of the plan: a rerun on a finalized store has none yet).
+FINALIZE_ATTRS: tuple[str, ...] = ("max_abs_per_layer",)
 #: Group holding the sha256 manifest (arrays ``path`` and ``sha256``), written at finalize.
 MANIFEST_GROUP = "_manifest"
 #: Target size of one chunk file; store-notes §2.3: 2–16 MB chunks read fast and write aligned.
@@ -87,6 +89,8 @@ def chunk_file(array_dir: Path, chunk_index: tuple[int, ...]) -> Path:
 
 def lock_dir(store_dir: Path) -> Path:
     """Where writers keep their lock files: next to the store, so zarr never lists them."""
+    if not store_dir.name:  # "." or "": name the folder after the directory itself
+        store_dir = store_dir.resolve()
     return store_dir.with_name(store_dir.name + ".locks")
 
 

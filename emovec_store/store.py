@@ -455,7 +455,8 @@ class Store:
         spec = json.loads(json.dumps(spec))  # what will be stored: compare like with like
         if readout in model_group:
             theirs = dict(group_at(model_group, readout).attrs)
-            diff = mismatches(theirs, spec, keys=sorted((set(theirs) | set(spec)) - {"coordinates"}))
+            planned = (set(theirs) | set(spec)) - {"coordinates", *layout.FINALIZE_ATTRS}
+            diff = mismatches(theirs, spec, keys=sorted(planned))
             if diff:
                 raise IncompatibleStoreError(
                     f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
