@@ -11,7 +11,8 @@ import zarr
 from emovec.common.files import atomic_path
 
 from .errors import IncompleteStoreError, InputError
-from .layout import dimension_names
+from .finalize import manifest, write_manifest
+from .layout import MANIFEST_GROUP, dimension_names
 from .store import Store
 
 
@@ -48,21 +49,24 @@ def export_zarr2(store: Store, out: str | Path) -> Path:
     """Copy a finalized store to Zarr format 2 (same arrays, attributes and raw bytes).
 
     Dimension names go into ``_ARRAY_DIMENSIONS`` so xarray on older stacks labels the arrays;
-    bf16-bits arrays stay uint16 with their ``emovec_logical_dtype`` attribute.
+    bf16-bits arrays stay uint16 with their ``emovec_logical_dtype`` attribute. The copy carries a
+    manifest of its own files (format 2 names chunk files differently), so ``emovec store verify``
+    checks it like the original; derived results are copied but, as in the original, not in it.
     """
     _require_finalized(store)
     out = Path(out)
     _refuse_existing(out)
     with atomic_path(out, tmp=out.with_name(out.name + ".partial")) as tmp:
         dst = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
-        _copy_group(store.zarr_root, dst)
+        _copy_group(store.zarr_root, dst, skip=(MANIFEST_GROUP,))
+        write_manifest(dst, manifest(tmp))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(zarr.storage.LocalStore(tmp))
     return out
 
 
-def _copy_group(src: zarr.Group, dst: zarr.Group) -> None:
+def _copy_group(src: zarr.Group, dst: zarr.Group, skip: tuple[str, ...] = ()) -> None:
     dst.attrs.update(dict(src.attrs))
     for name, arr in src.arrays():
         attrs = {**dict(arr.attrs), "_ARRAY_DIMENSIONS": list(dimension_names(arr))}
@@ -75,4 +79,5 @@ def _copy_group(src: zarr.Group, dst: zarr.Group) -> None:
         elif arr.size:
             new[...] = arr[...]
     for name, group in src.groups():
-        _copy_group(group, dst.create_group(name))
+        if name not in skip:
+            _copy_group(group, dst.create_group(name))

@@ -26,6 +26,7 @@ from emovec.common.hashing import file_sha256
 from . import layout
 from .errors import IncompleteStoreError, IntegrityError, StoreError
 from .nodes import array_at, group_at, json_list, read_values
+from .progress import remove_lock_dir
 
 
 class StoreFiles(Protocol):
@@ -44,10 +45,14 @@ class StoreFiles(Protocol):
     def zarr_root(self) -> zarr.Group: ...
 
 
+#: Metadata files of Zarr format 3 (``zarr.json``) and 2 (a ``--zarr-format 2`` export): not chunk files.
+METADATA_FILES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+
+
 def _is_data_file(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return not (name == "zarr.json" or name.endswith(".partial") or rel.startswith(layout.MANIFEST_GROUP + "/")
-                or layout.is_derived(rel))
+    return not (name in METADATA_FILES or name.endswith(".partial")
+                or rel.startswith(layout.MANIFEST_GROUP + "/") or layout.is_derived(rel))
 
 
 def _data_files(root: Path) -> Iterator[str]:
@@ -83,7 +88,7 @@ def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) ->
         stray.unlink()
     for leftover in path.rglob(".*.creating"):
         shutil.rmtree(leftover)
-    shutil.rmtree(layout.lock_dir(path), ignore_errors=True)
+    remove_lock_dir(path)  # kept while another process holds a lock there (it removes it when done)
     for model, names in readouts.items():
         per_layer: dict[str, float] = {}
         for readout in names:
@@ -93,18 +98,27 @@ def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) ->
             for layer, peak in zip(json_list(group.attrs["layers"], "layers"), peaks):
                 per_layer[str(layer)] = max(per_layer.get(str(layer), 0.0), float(peak))
         group_at(root, f"models/{model}").attrs["max_abs_per_layer"] = per_layer
-    digests = manifest(path)
-    group = root.create_group(layout.MANIFEST_GROUP, overwrite=True)
-    for name, values in (("path", list(digests)), ("sha256", list(digests.values()))):
-        arr = group.create_array(name, shape=(len(values),), chunks=(max(1, len(values)),), dtype=str,
-                                 dimension_names=("file",))
-        arr[:] = np.asarray(values, dtype=object)
+    write_manifest(root, manifest(path))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
     # One atomic rewrite of the root metadata sets `complete` last, next to the consolidated block.
     rewrite_root_attributes(path, complete=True,
                             finalized=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+
+
+def write_manifest(root: zarr.Group, digests: Mapping[str, str]) -> None:
+    """Write (or replace) the manifest group: arrays ``path`` and ``sha256`` along ``file``.
+
+    Works on Zarr format 3 stores and on format 2 copies (dimension names in ``_ARRAY_DIMENSIONS``)."""
+    group = root.create_group(layout.MANIFEST_GROUP, overwrite=True)
+    v2 = root.metadata.zarr_format == 2
+    for name, values in (("path", list(digests)), ("sha256", list(digests.values()))):
+        dims = {"attributes": {"_ARRAY_DIMENSIONS": ["file"]}} if v2 else {"dimension_names": ("file",)}
+        arr = group.create_array(name, shape=(len(values),), chunks=(max(1, len(values)),), dtype=str,
+                                 **dims)
+        if values:
+            arr[:] = np.asarray(values, dtype=object)
 
 
 def unseal(path: Path) -> None:
@@ -166,7 +180,8 @@ def derived_groups(store: StoreFiles) -> list[str]:
     location = Path(store.location)
     if store.local_path is not None:
         names = [str(p.parent.relative_to(location)).replace(os.sep, "/")
-                 for p in location.glob(f"models/*/{layout.DERIVED}/*/zarr.json")]
+                 for meta in ("zarr.json", ".zgroup")  # format 3, or a format 2 copy
+                 for p in location.glob(f"models/*/{layout.DERIVED}/*/{meta}")]
     elif location.suffix == ".zip":
         with zipfile.ZipFile(location) as zf:
             names = [n.rsplit("/", 1)[0] for n in zf.namelist() if n.endswith("/zarr.json")]
