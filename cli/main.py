@@ -6,19 +6,22 @@ help of every command load none of it (tests/test_cli_help.py checks).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
 
 import click
 
-from emovec.common.errors import EmovecError
+from emovec.common.errors import EmovecError, Interrupted
 
 
 class EmovecGroup(click.Group):
     """A click group that prints an :class:`EmovecError` as one line and exits with its code.
 
-    Set ``EMOVEC_DEBUG=1`` to get the traceback instead.
+    Ctrl-C exits 130 with one line: the command's own :class:`Interrupted` message where it has one
+    (``extract`` says what was saved and that rerunning resumes), a generic line otherwise. Set
+    ``EMOVEC_DEBUG=1`` to get the traceback instead.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -27,14 +30,35 @@ class EmovecGroup(click.Group):
         except EmovecError as exc:
             if os.environ.get("EMOVEC_DEBUG") == "1":
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"{exc.label}: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # click would print "Aborted!" and exit 1, the integrity-failure code
+            if os.environ.get("EMOVEC_DEBUG") == "1":
+                raise
+            click.echo("Interrupted: stopped before the command finished; run it again to redo it", err=True)
+            sys.exit(Interrupted.exit_code)
+
+
+class _EchoHandler(logging.Handler):
+    """Notes of the ``emovec`` logger (downloads, cache writes) as lines on stderr, through click."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _show_notes() -> None:
+    """Let the library say what it fetches and writes (INFO on the ``emovec`` logger), once per process."""
+    log = logging.getLogger("emovec")
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        log.addHandler(_EchoHandler())
+    log.setLevel(logging.INFO)
 
 
 @click.group(cls=EmovecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="emovec", prog_name="emovec")  # looked up only when asked for
 def cli() -> None:
     """emovec: how does an open-weight LLM represent emotion?"""
+    _show_notes()
 
 
 def _register() -> None:

@@ -1,7 +1,7 @@
 """One error tree for emovec. Every error carries the exit code the CLI uses for it.
 
 exit 1: integrity problems found by ``verify``; exit 2: bad input (the same code click uses for usage
-errors); exit 3: store problems; exit 5: non-finite activations.
+errors); exit 3: store problems; exit 5: non-finite activations; exit 130: interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ class EmovecError(Exception):
     """Root of all emovec errors."""
 
     exit_code = 1
+    #: The word the CLI prints before the message.
+    label = "Error"
 
 
 class InputError(EmovecError, ValueError):
@@ -72,6 +74,13 @@ class NonFiniteActivationError(EmovecError, ArithmeticError):
     exit_code = 5
 
 
+class Interrupted(EmovecError):
+    """Stopped by Ctrl-C (SIGINT); the message says what was saved and how to go on (exit 130, as shells do)."""
+
+    exit_code = 130
+    label = "Interrupted"
+
+
 __all__ = ["EmovecError", "IncompatibleStoreError", "IncompleteStoreError", "InputError", "IntegrityError",
-           "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError", "SchemaVersionError",
-           "StoreError", "StoreLockedError", "StoreNotFoundError"]
+           "Interrupted", "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError",
+           "SchemaVersionError", "StoreError", "StoreLockedError", "StoreNotFoundError"]

@@ -10,6 +10,7 @@ from emovec.common.errors import (
                                   IncompleteStoreError,
                                   InputError,
                                   IntegrityError,
+                                  Interrupted,
                                   ModelResolutionError,
                                   NonFiniteActivationError,
                                   ReadOnlyStoreError,
@@ -20,5 +21,5 @@ from emovec.common.errors import (
 )
 
 __all__ = ["EmovecError", "IncompatibleStoreError", "IncompleteStoreError", "InputError", "IntegrityError",
-           "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError", "SchemaVersionError",
-           "StoreError", "StoreLockedError", "StoreNotFoundError"]
+           "Interrupted", "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError",
+           "SchemaVersionError", "StoreError", "StoreLockedError", "StoreNotFoundError"]
