@@ -43,6 +43,9 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps")
 @click.option("--batch-tokens", default=2048, show_default=True, type=click.IntRange(min=1),
               help="Token budget per batch (rows x padded length).")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads for torch [default: $EMOVEC_THREADS, else $OMP_NUM_THREADS, else one per core]. "
+                   "On a machine busy with other work, fewer threads than cores can be faster.")
 @click.option("--max-length", default=None, type=click.IntRange(min=1), help="Truncate longer stimuli (counted).")
 @click.option("--shard", default=None, help="k/n: fill only chunk range k of n (parallel writers, one store).")
 @click.option("--chunk-rows", default=None, type=click.IntRange(min=1),
@@ -57,7 +60,7 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str, layers: str,
             pooling: tuple[str, ...], dtype: str, storage_dtype: str, device: str, batch_tokens: int,
             max_length: int | None, shard: str | None, chunk_rows: int | None, sync_interval: float,
-            limit: int | None, store_text: bool,
+            threads: int | None, limit: int | None, store_text: bool,
             trust_remote_code: bool, as_json: bool, no_progress: bool) -> None:
     """Stream residual activations of every requested layer of MODEL over a corpus into a store.
 
@@ -70,13 +73,14 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
     result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,
                          storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,
                          max_length=max_length, shard=shard, chunk_rows=chunk_rows, sync_interval=sync_interval,
-                         trust_remote_code=trust_remote_code,
+                         threads=threads, trust_remote_code=trust_remote_code,
                          store_text=store_text, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     click.echo(f"model {result.model}: {len(result.layers)} layers ({result.layers[0]}..{result.layers[-1]}), "
-               f"loaded in {result.load_seconds:.1f} s")
+               f"loaded in {result.load_seconds:.1f} s"
+               + (f"; {result.threads} CPU thread{'s' if result.threads != 1 else ''}" if result.threads else ""))
     for r in result.readouts:
         click.echo(f"  {r.readout:<14} {r.stimuli} stimuli, {r.batches_written}/{r.batches} batches written now, "
                    f"{r.tokens_written} tokens in {r.seconds:.1f} s ({r.tokens_per_s:,.0f} tok/s), "

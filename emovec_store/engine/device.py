@@ -1,7 +1,9 @@
 """Device and dtype policy.
 
 CPU: float32 compute (bf16 is 1.5–7× slower on CPUs without AMX; store-notes §6), torch threads =
-the cores this process may use. CUDA: bfloat16 where supported, else float16 (float32 for
+``--threads``, else ``$EMOVEC_THREADS``, else ``$OMP_NUM_THREADS``, else the cores this process may
+use (on a machine shared with other busy processes fewer threads can be faster:
+``benchmarks/README.md``). CUDA: bfloat16 where supported, else float16 (float32 for
 architectures whose activations overflow fp16, such as Gemma). Apple MPS: allocator watermarks set
 before torch loads, float16 (float32 for Gemma), torch 2.8.x refused (wrong ``F.linear`` results on
 non-contiguous inputs, pytorch #161640).
@@ -35,6 +37,33 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: Environment variables that set the CPU thread count when ``--threads`` is not given, in order.
+THREAD_VARIABLES = ("EMOVEC_THREADS", "OMP_NUM_THREADS")
+
+
+def cpu_threads(threads: int | None = None) -> tuple[int, str]:
+    """(torch threads for CPU compute, where the number came from).
+
+    ``threads`` (``--threads``) first, then ``$EMOVEC_THREADS``, then ``$OMP_NUM_THREADS``, then
+    the cores this process may use. A variable that is set but not a positive integer is refused
+    (:class:`InputError`) rather than silently ignored.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be at least 1, got {threads}", field="threads")
+        return threads, "--threads"
+    for name in THREAD_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        if name == "OMP_NUM_THREADS":  # OpenMP allows a list for nested levels: the first is ours
+            text = text.split(",")[0].strip()
+        if not text:
+            continue
+        if not text.isdigit() or int(text) < 1:
+            raise InputError(f"${name} must be a positive integer (threads), got {text!r}", field=name)
+        return int(text), f"${name}"
+    return available_cores(), "cores"
+
+
 @dataclass(frozen=True)
 class DevicePlan:
     device: str
@@ -55,8 +84,11 @@ def resolve_device(device: str = "auto") -> str:
     return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
 
 
-def choose(device: str = "auto", dtype: str = "auto", model_type: str = "") -> DevicePlan:
-    """Pick device, compute dtype and threads; raises :class:`InputError` for impossible choices."""
+def choose(device: str = "auto", dtype: str = "auto", model_type: str = "", *,
+           threads: int | None = None) -> DevicePlan:
+    """Pick device, compute dtype and threads; raises :class:`InputError` for impossible choices.
+
+    ``threads`` applies to CPU compute (see :func:`cpu_threads` for the defaults)."""
     import torch
 
     if dtype not in COMPUTE_DTYPES:
@@ -81,11 +113,11 @@ def choose(device: str = "auto", dtype: str = "auto", model_type: str = "") -> D
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else ("float32" if unsafe16 else "float16")
         else:
             dtype = "float32" if unsafe16 else "float16"
-    threads = None
+    n_threads = None
     if kind == "cpu":
-        threads = available_cores()
-        torch.set_num_threads(threads)
-    return DevicePlan(device, dtype, threads, 32 if kind == "mps" else 1, 50 if kind == "mps" else 0)
+        n_threads, _ = cpu_threads(threads)
+        torch.set_num_threads(n_threads)
+    return DevicePlan(device, dtype, n_threads, 32 if kind == "mps" else 1, 50 if kind == "mps" else 0)
 
 
 def torch_dtype(name: str) -> Any:

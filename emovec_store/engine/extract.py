@@ -1,11 +1,11 @@
 """`extract`: stream the activations of every requested layer of a causal LM into a store."""
 from __future__ import annotations
 
-import fcntl
+import os
 import resource
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from emovec.common.compare import mismatches
 
 from .. import layout
 from ..dtypes import FLOAT16_MAX, parse_storage_dtype
-from ..errors import IncompatibleStoreError, InputError
+from ..errors import IncompatibleStoreError, InputError, Interrupted
 from ..layout import parse_layers
+from ..progress import lock_file, remove_lock_dir
 from ..store import Store, create
 from ..store import open as open_store
 from . import device as device_policy
@@ -64,6 +65,7 @@ class ExtractionResult:
     finalized: bool = False
     load_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    threads: int | None = None  # torch CPU threads (None off CPU)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,14 +94,12 @@ def check_stimuli(stimuli: pd.DataFrame) -> None:
 @contextmanager
 def _store_lock(store_path: Path, name: str) -> Iterator[None]:
     """Serialise store setup and finalize across processes writing shards of one store."""
-    locks = layout.lock_dir(store_path)
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = lock_file(layout.lock_dir(store_path) / f"{name}.lock")
+    assert fd is not None  # a blocking lock always comes back
+    try:
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 class _Runner:
@@ -167,7 +167,7 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
             pooling: Sequence[str] | None = None, dtype: str = "auto", storage_dtype: str = "auto",
             device: str = "auto", batch_tokens: int = 2048, max_length: int | None = None,
             shard: str | tuple[int, int] | None = None, chunk_rows: int | None = None,
-            sync_interval: float = 1.0,
+            sync_interval: float = 1.0, threads: int | None = None,
             trust_remote_code: bool = False, store_text: bool = False, progress: bool = True) -> ExtractionResult:
     """Extract pooled (or per-token) residual activations of ``model`` for ``stimuli`` into ``store``.
 
@@ -187,10 +187,54 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
     chunk_rows : stimuli per chunk file (default: about 8 MiB per layer chunk); shards split chunks.
     sync_interval : seconds between commits of done flags (data is flushed first); a crash loses at
         most this much work.
+    threads : torch threads on CPU (default ``$EMOVEC_THREADS``, else ``$OMP_NUM_THREADS``, else
+        one per core this process may use).
+
+    Ctrl-C (KeyboardInterrupt) keeps every batch written so far and raises :class:`Interrupted`
+    saying what is saved; the same call again resumes. The ``NAME.zarr.locks/`` folder is removed on
+    the way out, unless another process still holds a lock in it.
 
     On macOS the MPS allocator limits and CPU fallback are set first (environment variables that
     torch reads when it loads), so call this before anything imports torch to get them.
     """
+    store_path = Path(store)
+    try:
+        return _extract(model, stimuli, store_path, layers=layers, pooling=pooling, dtype=dtype,
+                        storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,
+                        max_length=max_length, shard=shard, chunk_rows=chunk_rows, sync_interval=sync_interval,
+                        threads=threads, trust_remote_code=trust_remote_code, store_text=store_text,
+                        progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(_saved_so_far(store_path)) from None
+    finally:
+        with suppress(OSError):  # tidying up must not hide what happened
+            remove_lock_dir(store_path)
+
+
+def _saved_so_far(store_path: Path) -> str:
+    """What an interrupted extraction leaves in the store, and how to go on."""
+    if not (store_path / "zarr.json").is_file():
+        return f"nothing was written to {str(store_path)!r} yet; run the same command again to start"
+    try:
+        st = open_store(store_path, allow_partial=True)
+        if st.complete:
+            return f"{str(store_path)!r} is complete (finalized)"
+        parts = []
+        for m in st.models:
+            for r in st.readouts(m):
+                p = st.progress(m, r)
+                parts.append(f"{m}/{r} {p.done}/{p.total}")
+    except Exception:  # the message must not fail: say less
+        return f"the finished batches are kept in {str(store_path)!r}; run the same command again to resume"
+    return (f"saved {', '.join(parts) or 'no'} batches in {str(store_path)!r} (every finished batch is kept); "
+            "run the same command again to resume")
+
+
+def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, *, layers: str | Sequence[int],
+             pooling: Sequence[str] | None, dtype: str, storage_dtype: str, device: str, batch_tokens: int,
+             max_length: int | None, shard: str | tuple[int, int] | None, chunk_rows: int | None,
+             sync_interval: float, threads: int | None, trust_remote_code: bool, store_text: bool,
+             progress: bool) -> ExtractionResult:
     device_policy.set_mps_environment()  # before torch loads: nothing above imports it
     started = time.monotonic()
     check_stimuli(stimuli)
@@ -202,14 +246,13 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
     shard_kn = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     if storage_dtype != "auto":
         storage_dtype = parse_storage_dtype(storage_dtype)
-    store_path = Path(store)
     if store_path.exists() and not (store_path / "zarr.json").exists() and any(store_path.iterdir()):
         raise InputError(f"{str(store_path)!r} exists and is not an emovec store; choose another --store path")
     source = resolve(model)
     device = device_policy.resolve_device(device)
     # the architecture only matters for the dtype policy off-CPU; reading it may parse a whole GGUF
     hint = _model_type_hint(source) if dtype == "auto" and not device.startswith("cpu") else ""
-    plan = device_policy.choose(device, dtype, hint)
+    plan = device_policy.choose(device, dtype, hint, threads=threads)
     loaded = load(source, device=plan.device, compute_dtype=plan.compute_dtype,
                   trust_remote_code=trust_remote_code)
     n_layers, hidden = n_layers_of(loaded.model), hidden_size_of(loaded.model)
@@ -218,7 +261,8 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, *, layers: str
     slug = source.slug
     provenance = {**loaded.provenance, "n_layers": n_layers, "d_model": hidden, "blocks": blocks_path,
                   "layer_convention": LAYER_CONVENTION, "padding_side": "right", "torch_threads": plan.threads}
-    result = ExtractionResult(str(store_path), slug, layer_list, load_seconds=time.monotonic() - started)
+    result = ExtractionResult(str(store_path), slug, layer_list, load_seconds=time.monotonic() - started,
+                              threads=plan.threads)
     runner = _Runner(loaded, layer_list, plan)
     prepared: list[_Prepared] = []
     for spec in specs:
@@ -267,8 +311,8 @@ def _model_type_hint(source: Any) -> str:
         if source.kind in ("gguf", "alias"):
             path = Path(source.path)
             cfg = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-        else:
-            cfg = transformers.AutoConfig.from_pretrained(source.path)
+        else:  # a hub id: only a cached config (the load below checks the hub once, quickly)
+            cfg = transformers.AutoConfig.from_pretrained(source.path, local_files_only=source.kind == "hub")
         return str(getattr(getattr(cfg, "text_config", None) or cfg, "model_type", ""))
     except Exception:  # the real load below reports problems with a proper message
         return ""
@@ -347,50 +391,83 @@ def _plan_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: dev
                    attrs={**p.attrs, "batch_tokens": batch_tokens, "storage_dtype_rule": rule})
 
 
+@dataclass
+class _Meter:
+    """Tokens per second of one readout's writing, the screened first batch counted with its time.
+
+    The screening pass (:func:`_plan_readout`) runs batch 0 before writing starts; its tokens are
+    written in no time, so they are counted with the seconds the pass took (``extra_seconds``).
+    """
+
+    started: float
+    tokens: int = 0
+    extra_seconds: float = 0.0
+
+    def add(self, tokens: int, seconds: float = 0.0) -> None:
+        self.tokens += tokens
+        self.extra_seconds += seconds
+
+    def seconds(self, now: float) -> float:
+        return now - self.started + self.extra_seconds
+
+    def rate(self, now: float) -> float:
+        elapsed = self.seconds(now)
+        return self.tokens / elapsed if elapsed > 0 else 0.0
+
+
 def _write_readout(st: Store, slug: str, p: _Prepared, runner: _Runner, plan: device_policy.DevicePlan,
                    shard: tuple[int, int] | None, sync_interval: float, progress: bool) -> ReadoutResult:
     """Run and write every pending batch of this process's shard."""
     spec, by_id = p.spec, p.by_id
     planned = st.dataset_ids(slug, spec.name)
     storage = st.readout_attrs(slug, spec.name)["storage_dtype"]
-    t0 = time.monotonic()
-    written = tokens = 0
-    screened_seconds = 0.0
+    meter = _Meter(time.monotonic())
+    written = 0
     progress_now = st.progress(slug, spec.name)
     if progress_now.complete:  # nothing to do (e.g. the same command run twice)
         return ReadoutResult(spec.name, spec.text, len(planned), progress_now.total, 0, 0, 0.0, 0.0,
                              p.attrs["truncated"], p.attrs["short_texts"], storage)
     with st.writer(slug, spec.name, shard=shard, sync_interval=sync_interval) as writer:
         pending = writer.pending()
+        screened = p.first_batch is not None and bool(pending) and pending[0] == 0
+        # The screened batch is done before the bar starts: it opens at those rows, so that the
+        # bar's rate and ETA come only from batches run while it is shown.
         bar = _progress_bar(sum(writer.rows(b)[1] - writer.rows(b)[0] for b in pending),
-                            f"{slug}/{spec.name}", progress)
-        for i, b in enumerate(pending):
-            start, stop = writer.rows(b)
-            batch = [by_id[s] for s in planned[start:stop]]
-            if b == 0 and p.first_batch is not None:
-                writer.write(b, p.first_batch)
-                p.first_batch, screened_seconds = None, p.first_batch_seconds
-            else:
-                writer.write(b, runner.run(batch, spec))
-            written += 1
-            tokens += sum(len(t) for t in batch)
-            if plan.empty_cache_every and (i + 1) % plan.empty_cache_every == 0:
-                device_policy.empty_cache(plan.device)
+                            f"{slug}/{spec.name}", progress,
+                            initial=writer.rows(0)[1] - writer.rows(0)[0] if screened else 0)
+        try:
+            for i, b in enumerate(pending):
+                start, stop = writer.rows(b)
+                batch = [by_id[s] for s in planned[start:stop]]
+                n_tokens = sum(len(t) for t in batch)
+                if b == 0 and p.first_batch is not None:
+                    writer.write(b, p.first_batch)
+                    meter.add(n_tokens, p.first_batch_seconds)
+                    p.first_batch = None
+                else:
+                    writer.write(b, runner.run(batch, spec))
+                    meter.add(n_tokens)
+                written += 1
+                if plan.empty_cache_every and (i + 1) % plan.empty_cache_every == 0:
+                    device_policy.empty_cache(plan.device)
+                if bar is not None:
+                    if not (screened and i == 0):
+                        bar.update(stop - start)
+                    bar.set_postfix_str(f"{meter.rate(time.monotonic()):,.0f} tok/s")
+        finally:
             if bar is not None:
-                bar.update(stop - start)
-                bar.set_postfix_str(f"{tokens / max(1e-9, time.monotonic() - t0):,.0f} tok/s")
-        if bar is not None:
-            bar.close()
+                bar.close()
         n_batches = len(writer.batches)
-    seconds = time.monotonic() - t0 + screened_seconds
-    return ReadoutResult(spec.name, spec.text, len(planned), n_batches, written, tokens, seconds,
-                         tokens / seconds if seconds > 0 else 0.0, p.attrs["truncated"], p.attrs["short_texts"],
-                         storage)
+    seconds = meter.seconds(time.monotonic())
+    return ReadoutResult(spec.name, spec.text, len(planned), n_batches, written, meter.tokens, seconds,
+                         meter.tokens / seconds if seconds > 0 else 0.0, p.attrs["truncated"],
+                         p.attrs["short_texts"], storage)
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+def _progress_bar(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
+    """A tqdm bar over ``total`` stimuli, opening at ``initial`` (rows done before it starts)."""
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="stim", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="stim", dynamic_ncols=True)
