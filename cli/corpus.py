@@ -92,11 +92,22 @@ def stats(path: str | None, tokenizer: str | None, as_json: bool, markdown: bool
         tok = load_tokenizer(tokenizer)
     table = corpus_stats(path, tokenizer=tok)
     info = table.attrs["corpus"]
+    # A store records the corpus hash of the languages it loaded (English by default), not of the
+    # whole corpus: show both, so the hash in `emovec store info` can be found here.
+    by_language = {}
+    for lang in sorted(set(table["language"]), key=lambda x: (x != "en", x)):
+        sel = load_corpus(path or "emovec", languages=(lang,))
+        by_language[lang] = {"sha256": sel.attrs["corpus"]["sha256"], "records": len(sel)}
     if as_json:
-        doc = {"corpus": info, "stats": json.loads(table.to_json(orient="records"))}
+        doc = {"corpus": {**info, "sha256_by_language": by_language},
+               "stats": json.loads(table.to_json(orient="records"))}
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    click.echo(f"corpus {info['name']} {info['version']} ({info['source']}), sha256 {info['sha256'][:12]}")
+    total = sum(v["records"] for v in by_language.values())
+    click.echo(f"corpus {info['name']} {info['version']} ({info['source']})")
+    click.echo(f"corpus hash {info['sha256'][:12]} of all {total:,} records; one language at a time (what "
+               "`emovec extract --language L` records and `emovec store info` shows): "
+               + ", ".join(f"{lang} {v['sha256'][:12]} ({v['records']:,})" for lang, v in by_language.items()))
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
 
 

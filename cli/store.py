@@ -37,16 +37,29 @@ def info(path: str, as_json: bool) -> None:
         return
     state = "complete" if summary.get("complete") else "INCOMPLETE (not finalized)"
     corpus = summary.get("corpus") or {}
+    approx = "≈" if summary.get("size_basis") == "metadata" else ""  # a URL store: sized from its metadata
+
+    def size(n: int | None) -> str:
+        return approx + _fmt_bytes(n)
+
     click.echo(f"store     {summary['location']}  ({state}, schema {summary.get('emovec_schema')}, "
-               f"{_fmt_bytes(summary.get('stored_bytes'))})")
-    click.echo(f"stimuli   {summary['n_stimuli']}  corpus {corpus.get('name', '?')} {corpus.get('version', '')}"
-               f" sha256 {str(corpus.get('sha256', '?'))[:12]}")
+               f"{size(summary.get('stored_bytes'))}{' from array metadata' if approx else ''})")
+    click.echo(f"stimuli   {summary['n_stimuli']}  (stimulus-table hash {str(summary.get('stimuli_sha256', '?'))[:12]}:"
+               " the rows and labels stored)")
+    languages = ", ".join(summary.get("languages") or [])
+    records = f"the {languages} records" if languages else "its records"
+    limit = f"; --limit {corpus['limit']} of them stored" if corpus.get("limit") else ""
+    if corpus.get("sha256"):
+        click.echo(f"corpus    {corpus.get('name', '?')} {corpus.get('version', '')}  (corpus hash "
+                   f"{str(corpus['sha256'])[:12]} of {records}, as in `emovec corpus stats`{limit})")
+    else:
+        click.echo(f"corpus    {corpus.get('name', '?')} {corpus.get('version', '')}  (no corpus hash recorded)")
     click.echo(f"created   {summary.get('created')}  finalized {summary.get('finalized')}")
     sw = summary.get("software", {})
     click.echo("software  " + ", ".join(f"{k} {v}" for k, v in sw.items()))
     for model, m in summary["models"].items():
         attrs = m["attrs"]
-        click.echo(f"\nmodel {model}  ({_fmt_bytes(m['stored_bytes'])})")
+        click.echo(f"\nmodel {model}  ({size(m['stored_bytes'])})")
         for key in ("model", "source", "architecture", "n_layers", "d_model", "compute_dtype", "device",
                     "layer_convention"):
             if key in attrs:
@@ -55,7 +68,7 @@ def info(path: str, as_json: bool) -> None:
             dims = "×".join(f"{d}={s}" for d, s in zip(r["dims"], r["shape"]))
             click.echo(f"  readout {name:<14} {r['array']} [{dims}] {r['storage_dtype']} "
                        f"chunks {r['chunks']}  batches {r['batches_done']}/{r['batches']}  "
-                       f"{_fmt_bytes(r['stored_bytes'])}")
+                       f"{size(r['stored_bytes'])}")
 
 
 @store.command(name="ls")
@@ -126,7 +139,8 @@ def demo(store_path: str) -> None:
     import emovec_store
     from emovec_store.demo import write_demo_store
 
+    existed = Path(store_path, "zarr.json").is_file() and emovec_store.open(store_path, allow_partial=True).complete
     st = write_demo_store(Path(store_path))
-    click.echo(f"wrote {st.location}")
+    click.echo(f"{st.location} is complete already (nothing to write)" if existed else f"wrote {st.location}")
     for line in emovec_store.ls(st):
         click.echo("  " + line)
