@@ -5,7 +5,8 @@ finished, on a loaded one the test waits. Here the process kills itself at a cho
 batch's chunk files hold torn bytes (its layers written in the wrong order, flushed to disk) and
 before its done flag, so every run dies at the same point — mid-write — however fast the machine is.
 
-    python -m tests.faults N emovec ARGS...   # run the emovec CLI, die during the N-th batch write
+    python -m tests.faults N emovec ARGS...           # run the emovec CLI, die during the N-th batch write
+    python -m tests.faults --sigint N emovec ARGS...  # Ctrl-C (SIGINT) just before the N-th batch write
 """
 from __future__ import annotations
 
@@ -37,10 +38,31 @@ def kill_during_write(n: int) -> None:
     StreamWriter._write_rows = torn  # type: ignore[method-assign]
 
 
+def interrupt_before_write(n: int) -> None:
+    """Patch the writer so that a SIGINT (what Ctrl-C sends) arrives just before the ``n``-th batch
+    write (1-based): batches 1..n-1 are written, the n-th never is."""
+    original = StreamWriter.write
+    calls = 0
+
+    def write(self: StreamWriter, batch: int, data: np.ndarray) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt here, in the main thread
+        original(self, batch, data)
+
+    StreamWriter.write = write  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
-    kill_during_write(int(sys.argv[1]))
-    if sys.argv[2] != "emovec":
-        raise SystemExit("usage: python -m tests.faults N emovec ARGS...")
+    args = sys.argv[1:]
+    if args[0] == "--sigint":
+        interrupt_before_write(int(args[1]))
+        args = args[1:]
+    else:
+        kill_during_write(int(args[0]))
+    if args[1] != "emovec":
+        raise SystemExit("usage: python -m tests.faults [--sigint] N emovec ARGS...")
     from emovec.cli.main import cli
 
-    cli(sys.argv[3:])
+    cli(args[2:])

@@ -76,6 +76,11 @@ def test_subcommand_help_imports_no_heavy_library() -> None:
         assert not any(loaded.values()), (args, [m for m, v in loaded.items() if v])
 
 
+def test_models_list_imports_no_heavy_library() -> None:
+    loaded = _loaded_after(_run_cli("models", "list"))  # the model table is in emovec_store.engine
+    assert not any(v for m, v in loaded.items() if m != "emovec_store"), [m for m, v in loaded.items() if v]
+
+
 def test_store_info_does_not_import_torch(tmp_path: Path) -> None:
     from emovec_store.demo import write_demo_store
 

@@ -103,6 +103,8 @@ def test_device_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     from emovec_store.engine import device
     from emovec_store.errors import InputError
 
+    for name in device.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     plan = device.choose("cpu", "auto")
     assert plan.compute_dtype == "float32" and plan.threads == device.available_cores()
     assert torch.get_num_threads() == plan.threads
@@ -125,3 +127,25 @@ def test_padded_lengths_are_bucketed_without_changing_results(tmp_path: Path) ->
     plain = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 1, 0)).run(ids, readout)
     bucketed = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 32, 0)).run(ids, readout)
     np.testing.assert_allclose(bucketed, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_threads_come_from_the_option_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emovec_store.engine import device
+    from emovec_store.errors import InputError
+
+    for name in device.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert device.cpu_threads() == (device.available_cores(), "cores")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3,1")  # OpenMP's nested form: the outer level is ours
+    assert device.cpu_threads() == (3, "$OMP_NUM_THREADS")
+    monkeypatch.setenv("EMOVEC_THREADS", "2")
+    assert device.cpu_threads() == (2, "$EMOVEC_THREADS")
+    assert device.cpu_threads(1) == (1, "--threads")
+    before = torch.get_num_threads()
+    try:
+        assert device.choose("cpu", "auto").threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("EMOVEC_THREADS", "many")
+    with pytest.raises(InputError, match="EMOVEC_THREADS must be a positive integer"):
+        device.cpu_threads()

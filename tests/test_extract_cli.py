@@ -105,6 +105,7 @@ def test_two_shards_equal_one_process(llama_dir: Path, tmp_path: Path) -> None:
     assert [p.wait(timeout=HANG_GUARD_S) for p in procs] == [0, 0]
     st = emovec_store.open(sharded)  # the last shard finalized it
     assert st.complete
+    assert not (tmp_path / "sharded.zarr.locks").exists()  # the last one out removed the lock folder
     assert manifest(sharded) == manifest(single)
     np.testing.assert_array_equal(st.dataset(llama_dir.name, "tokens").acts.values,
                                   emovec_store.open(single).dataset(llama_dir.name, "tokens").acts.values)
@@ -207,3 +208,160 @@ def test_max_length_truncates_and_counts(llama_dir: Path, tmp_path: Path) -> Non
     truncated = int((ds.n_tokens == 30).sum())
     assert truncated > 0 and readout["truncated"] == truncated and ds.attrs["truncated"] == truncated
     assert readout["short_texts"] == readout["stimuli"]  # 30 tokens <= 50: every text used the short rule
+
+
+def test_no_lock_folder_is_left_by_a_run_a_rerun_or_a_refused_run(llama_dir: Path, tmp_path: Path) -> None:
+    store, locks = tmp_path / "s.zarr", tmp_path / "s.zarr.locks"
+    runner = CliRunner()
+    for args, code in (((), 0), ((), 0), (("--layers", "0,1"), 2)):  # first run, no-op rerun, refused plan
+        r = runner.invoke(cli, extract_cmd(llama_dir, store, "--limit", "12", *args))
+        assert r.exit_code == code, r.output
+        assert not locks.exists(), (args, sorted(locks.rglob("*")))
+
+
+def test_ctrl_c_keeps_the_finished_batches_says_so_in_one_line_and_exits_130(llama_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    # one stimulus per batch (40-token budget), flags synced per batch; SIGINT before the 5th write
+    args = ("--limit", "30", "--batch-tokens", "40", "--pooling", "mean_from:50", "--sync-interval", "0")
+    store = tmp_path / "s.zarr"
+    done = subprocess.run([sys.executable, "-m", "tests.faults", "--sigint", "5", "emovec",
+                           *extract_cmd(llama_dir, store, *args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
+    assert done.returncode == 130, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
+    progress = emovec_store.open(store, allow_partial=True).progress(llama_dir.name, "mean_from_50")
+    assert progress.done == 4 and progress.total > 5
+    assert lines == [f"Interrupted: saved {llama_dir.name}/mean_from_50 4/{progress.total} batches in "
+                     f"{str(store)!r} (every finished batch is kept); run the same command again to resume"]
+    assert not (tmp_path / "s.zarr.locks").exists()
+    r = CliRunner().invoke(cli, extract_cmd(llama_dir, store, *args, "--json"))  # the same command resumes
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["readouts"][0]["batches_written"] == progress.total - 4
+    assert emovec_store.open(store).complete
+
+
+def test_ctrl_c_in_any_command_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import emovec_store.demo
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emovec_store.demo, "write_demo_store", interrupted)
+    r = CliRunner().invoke(cli, ["demo", "--store", str(tmp_path / "d.zarr")])
+    assert r.exit_code == 130 and "Aborted" not in r.output
+    assert [ln for ln in r.output.splitlines() if ln.strip()] == [
+        "Interrupted: stopped before the command finished; run it again to redo it"]
+
+
+def test_threads_option_sets_and_records_the_torch_thread_count(llama_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        r = CliRunner().invoke(cli, extract_cmd(llama_dir, tmp_path / "s.zarr", "--limit", "12", "--threads", "1",
+                                                "--json"))
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["threads"] == 1 and torch.get_num_threads() == 1
+        assert emovec_store.open(tmp_path / "s.zarr").model_attrs(llama_dir.name)["torch_threads"] == 1
+        r = CliRunner().invoke(cli, extract_cmd(llama_dir, tmp_path / "t.zarr", "--limit", "12", "--threads", "0"))
+        assert r.exit_code == 2 and "--threads" in r.output
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_unreachable_hub_is_found_out_with_one_probe_and_one_line(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import transformers
+
+    with socket.socket() as s:  # a port nothing listens on: connecting is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    probes: list[object] = []
+    connect = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: probes.append(a) or connect(*a, **k))
+
+    def download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no download may be tried once the hub is known to be unreachable")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", download)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", download)
+    r = CliRunner().invoke(cli, extract_cmd(Path("some-org/some-model"), tmp_path / "s.zarr", "--limit", "5"))
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith("Error: cannot load 'some-org/some-model' from the Hugging Face hub: the hub is "
+                               f"unreachable (127.0.0.1:{port}: ")
+    assert len(probes) == 1
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_the_progress_bar_opens_after_the_screened_batch(llama_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from emovec.corpus import load_corpus
+    from emovec_store.engine import extract
+
+    extract_module = importlib.import_module("emovec_store.engine.extract")
+
+    class Bar:
+        def __init__(self, total: int, initial: int) -> None:
+            self.total, self.initial, self.updates, self.closed = total, initial, [], False
+
+        def update(self, n: int) -> None:
+            self.updates.append(n)
+
+        def set_postfix_str(self, text: str) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    bars: list[Bar] = []
+
+    def bar(total: int, desc: str, enabled: bool, initial: int = 0) -> Bar:
+        bars.append(Bar(total, initial))
+        return bars[-1]
+
+    monkeypatch.setattr(extract_module, "_progress_bar", bar)
+    stimuli = load_corpus("emovec").iloc[:40].reset_index(drop=True)
+    extract(str(llama_dir), stimuli, tmp_path / "s.zarr", pooling=["mean_from:50"], batch_tokens=400)
+    group = emovec_store.open(tmp_path / "s.zarr").readout_group(llama_dir.name, "mean_from_50")
+    starts, stops = group["_progress/batch_start"][:], group["_progress/batch_stop"][:]
+    (only,) = bars
+    assert only.initial == stops[0] - starts[0] > 0  # the screened first batch is done when the bar opens
+    assert only.updates == [int(b - a) for a, b in zip(starts[1:], stops[1:])]  # the rest, as they run
+    assert only.initial + sum(only.updates) == only.total == 40 and only.closed
+
+
+def test_tokens_per_second_count_the_screened_batch_with_its_time() -> None:
+    from emovec_store.engine.extract import _Meter
+
+    meter = _Meter(started=100.0)
+    meter.add(1000, seconds=2.0)  # batch 0: computed by the 2-second screening pass, written at once
+    assert meter.rate(100.0) == 500.0  # not 1000 tokens in no time
+    meter.add(1000)
+    assert meter.rate(102.0) == 500.0 and meter.seconds(102.0) == 4.0
+
+
+def test_store_info_and_corpus_stats_name_their_hashes_and_agree(llama_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, extract_cmd(llama_dir, tmp_path / "s.zarr", "--limit", "12")).exit_code == 0
+    stats = runner.invoke(cli, ["corpus", "stats", "--json"])
+    assert stats.exit_code == 0, stats.output
+    by_language = json.loads(stats.output)["corpus"]["sha256_by_language"]
+    assert set(by_language) == {"en", "zh"} and by_language["en"]["records"] == 1104
+    text = runner.invoke(cli, ["corpus", "stats"]).output.splitlines()[1]
+    assert text.startswith("corpus hash ") and f"en {by_language['en']['sha256'][:12]} (1,104)" in text
+    info = runner.invoke(cli, ["store", "info", str(tmp_path / "s.zarr")]).output.splitlines()
+    digest = emovec_store.open(tmp_path / "s.zarr").attrs["stimuli_sha256"]
+    assert info[1].startswith(f"stimuli   12  (stimulus-table hash {digest[:12]}")
+    assert info[2].startswith("corpus    emovec-corpus ") and (
+        f"(corpus hash {by_language['en']['sha256'][:12]} of the en records, as in `emovec corpus stats`; "
+        "--limit 12 of them stored)") in info[2]

@@ -1,10 +1,13 @@
 """The store contract: round trips, dtypes, finalize/verify, locks, exports, remote reads."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
+import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +311,146 @@ def test_demo_command_writes_a_complete_store(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     ds = emovec_store.open(tmp_path / "d.zarr").dataset("demo")
     assert ds.pooled.shape == (8, 240, 64)
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_demo_twice_writes_once_and_leaves_no_lock_folder(tmp_path: Path) -> None:
+    path, runner = tmp_path / "d.zarr", CliRunner()
+    assert runner.invoke(cli, ["demo", "--store", str(path)]).exit_code == 0
+    before = _files(path)
+    r = runner.invoke(cli, ["demo", "--store", str(path)])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"{path} is complete already (nothing to write)")
+    assert _files(path) == before
+    assert not emovec_store.layout.lock_dir(path).exists()
+
+
+def test_a_finalized_readout_is_the_same_plan_again(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path / "s.zarr")  # finalize added max_abs_per_layer to the readout
+    again = emovec_store.open(tmp_path / "s.zarr", "r+")
+    make_store(tmp_path / "s.zarr", store=again, write=False)  # no "planned differently"
+    with pytest.raises(emovec_store.IncompatibleStoreError, match="storage_dtype"):
+        make_store(tmp_path / "s.zarr", store=again, write=False, storage="float16")
+
+
+def test_a_refused_plan_names_the_difference_instead_of_two_whole_lists(tmp_path: Path) -> None:
+    from emovec.common.compare import mismatches
+
+    (line,) = mismatches({"layers": list(range(31))}, {"layers": [0, 1]})
+    assert line == "layers: store has 31 values [0, 1, 2, …, 30], this run [0, 1] (only in the store: [2, 3, 4, …, 30])"
+    (line,) = mismatches({"max_abs": [1.5] * 31}, {"max_abs": [1.5] * 30 + [2.5]})
+    assert line.endswith("(1 of 31 positions differ, first at index 30: 1.5 vs 2.5)")
+    assert mismatches({"a": 1, "b": [1, 2]}, {"a": 2, "b": [1, 2]}) == ["a: store has 1, this run 2"]
+    store, _ = make_store(tmp_path / "s.zarr", n_layers=31, hidden=4, finalize=False)
+    with pytest.raises(emovec_store.IncompatibleStoreError) as err:
+        store.add_readout("m", "mean_from_50", stimulus_ids=[f"s{i:04d}" for i in range(50)], layers=[0, 1],
+                          hidden=4, storage_dtype="float32", batches=batch_plan(50, 16, 5), chunk_rows=16,
+                          n_tokens=list(range(60, 110)), attrs={"spec": "mean_from:50"})
+    assert "layers: store has 31 values [0, 1, 2, …, 30], this run [0, 1] (only in the store" in str(err.value)
+    assert len(str(err.value)) < 400
+
+
+def test_a_zarr2_export_verifies_clean_and_names_a_damaged_chunk(tmp_path: Path) -> None:
+    make_store(tmp_path / "s.zarr")
+    v2, runner = tmp_path / "v2.zarr", CliRunner()
+    r = runner.invoke(cli, ["store", "export", str(tmp_path / "s.zarr"), "--zarr-format", "2", str(v2)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["store", "verify", str(v2)])
+    assert r.exit_code == 0 and r.output.startswith(f"ok: every chunk file of {v2} matches"), r.output
+    manifest = emovec_store.finalize.read_manifest(emovec_store.open(v2))
+    assert "models/m/mean_from_50/pooled/1.0.0" in manifest and not any("/c/" in k for k in manifest)
+    chunk = v2 / "models/m/mean_from_50/pooled/1.0.0"
+    chunk.write_bytes(b"\0" + chunk.read_bytes()[1:])
+    r = runner.invoke(cli, ["store", "verify", str(v2)])
+    assert r.exit_code == 1 and "damaged: models/m/mean_from_50/pooled/1.0.0" in r.output
+
+
+def test_lock_folder_goes_only_when_no_writer_holds_a_lock_in_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from emovec_store import progress
+
+    store, data = make_store(tmp_path / "s.zarr", n=64, chunk_rows=16, write=False)
+    locks = emovec_store.layout.lock_dir(tmp_path / "s.zarr")
+    with store.writer("m", "mean_from_50", shard=(0, 2)) as first:
+        assert not progress.remove_lock_dir(tmp_path / "s.zarr") and locks.is_dir()  # held: it stays
+        with pytest.raises(emovec_store.StoreLockedError):  # ...and still locks out the same rows
+            store.writer("m", "mean_from_50").__enter__()
+        for b in first.pending():
+            first.write(b, data[:, slice(*first.rows(b))])
+    assert progress.remove_lock_dir(tmp_path / "s.zarr") and not locks.exists()
+    # A lock file removed between a writer's open and its flock is not trusted: the writer locks a new one.
+    flock, locked = progress.fcntl.flock, []
+
+    def flock_after_removal(fd: int, op: int) -> None:
+        if not locked:
+            os.unlink(locks / "x.lock")
+        locked.append(os.fstat(fd))
+        flock(fd, op)
+
+    monkeypatch.setattr(progress.fcntl, "flock", flock_after_removal)
+    fd = progress.lock_file(locks / "x.lock")
+    assert fd is not None and len(locked) == 2 and locked[0].st_nlink == 0  # locked a removed file, retried
+    assert os.path.samestat(os.fstat(fd), os.stat(locks / "x.lock"))
+    os.close(fd)
+    monkeypatch.undo()
+    with store.writer("m", "mean_from_50", shard=(1, 2)) as second:
+        for b in second.pending():
+            second.write(b, data[:, slice(*second.rows(b))])
+    store.finalize()
+    assert not locks.exists()
+    assert np.array_equal(emovec_store.open(tmp_path / "s.zarr").dataset("m").pooled.values, data)
+
+
+def test_tree_labels_are_plain_strings_everywhere(tmp_path: Path) -> None:
+    make_store(tmp_path / "s.zarr")
+    tree = emovec_store.open(tmp_path / "s.zarr").tree()
+    kinds = {(node.path, name): var.dtype.kind for node in tree.subtree for name, var in node.dataset.variables.items()
+             if var.dtype.kind in "OTU"}
+    assert ("/stimuli", "emotion") in kinds and ("/models/m/mean_from_50", "emotion") in kinds
+    assert set(kinds.values()) == {"O"}, kinds
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_store_info_sizes_zip_and_url_stores(tmp_path: Path) -> None:
+    import zipfile
+
+    make_store(tmp_path / "s.zarr", storage="float16")
+    emovec_store.export_zip(emovec_store.open(tmp_path / "s.zarr"), tmp_path / "s.zip")
+    local = emovec_store.info(emovec_store.open(tmp_path / "s.zarr"))
+    zipped = emovec_store.info(emovec_store.open(tmp_path / "s.zip"))
+    with zipfile.ZipFile(tmp_path / "s.zip") as zf:
+        assert zipped["stored_bytes"] == sum(i.file_size for i in zf.infolist()) == local["stored_bytes"]
+    assert zipped["models"]["m"]["stored_bytes"] == local["models"]["m"]["stored_bytes"]
+    assert zipped["size_basis"] == "zip" and local["size_basis"] == "files"
+    runner = CliRunner()
+    assert "?" not in runner.invoke(cli, ["store", "info", str(tmp_path / "s.zip")]).output.splitlines()[0]
+    with serve(tmp_path) as base:
+        remote = emovec_store.info(emovec_store.open(f"{base}/s.zarr"))
+        r = runner.invoke(cli, ["store", "info", f"{base}/s.zarr"])
+    assert remote["size_basis"] == "metadata"
+    readout = remote["models"]["m"]["readouts"]["mean_from_50"]["stored_bytes"]
+    pooled = 3 * 50 * 8 * 2 + 3 * (64 - 50) * 8 * 2  # 3 layers x 4 chunks of 16 rows, fp16, edge chunk whole
+    assert pooled <= readout <= local["models"]["m"]["readouts"]["mean_from_50"]["stored_bytes"]
+    assert r.exit_code == 0 and "?" not in r.output.split("\n")[0] and "≈" in r.output, r.output
+
+
+def test_plain_xarray_opens_a_zip_export_with_the_zip_prefix(tmp_path: Path) -> None:
+    _, data = make_store(tmp_path / "s.zarr")
+    emovec_store.export_zip(emovec_store.open(tmp_path / "s.zarr"), tmp_path / "s.zip")
+    tree = xr.open_datatree(f"zip::{tmp_path / 's.zip'}", engine="zarr")  # as the README says
+    assert np.array_equal(tree["models/m/mean_from_50"].dataset.pooled.values, data)
