@@ -26,6 +26,7 @@ from emovec_store.errors import InputError
 from emovec_store.layout import parse_layers
 
 from . import geometry, implicit, layers, probes
+from ._common import as_labels
 from .basis import DEFAULT_LAYER_BUDGET_MB, layer_megabytes, top_pc_basis
 from .source import (
     STORY_KINDS,
@@ -159,8 +160,8 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     if stories.sizes["stimulus"] == 0:
         raise InputError(f"readout {model}/{readout} of {st.location!r} has no stimuli with emotion labels; "
                          "analyses need labelled stories")
-    present = set(np.asarray(stories["emotion"].values).astype(str))
-    categories = [e for e in np.asarray(data.emotions["emotion"].values).astype(str) if e in present]
+    present = set(as_labels(stories["emotion"]))
+    categories = [e for e in as_labels(data.emotions["emotion"]) if e in present]
     categories += sorted(present - set(categories))
     table = data.emotions if options.norms is None else with_norms(data.emotions, read_norms(options.norms))
     emotions = _emotions_for(table, categories)
@@ -229,7 +230,7 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
         "provenance": _provenance(data), "readout": readout, "language": lang, "layers": layer_ids,
         "default_layer": default,
         "n": {"stories": int(stories.sizes["stimulus"]), "emotions": len(categories),
-              "topics": len(set(np.asarray(stories["topic"].values).astype(str))),
+              "topics": len(set(as_labels(stories["topic"]))),
               "neutral": int(neutral.sizes["stimulus"])},
         "texts": text_source if texts is not None else None,
         "norms_source": str(table.attrs.get("norms_source") or "") or None,
@@ -244,7 +245,7 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
 
 def _emotions_for(table: xr.Dataset, categories: Sequence[str]) -> xr.Dataset:
     """The emotions table in ``categories`` order (emotions the table lacks get NaN norms)."""
-    known = set(np.asarray(table["emotion"].values).astype(str))
+    known = set(as_labels(table["emotion"]))
     extra = [c for c in categories if c not in known]
     if extra:
         pad = xr.Dataset({"quadrant": ("emotion", np.asarray([""] * len(extra), dtype=object)),

@@ -18,6 +18,8 @@ import emovec_store
 from emovec_store import Store
 from emovec_store.errors import InputError
 
+from ._common import as_labels
+
 #: Readouts tried, in order, for the story analyses when none is named.
 PREFERRED_READOUTS = ("mean_from_50", "mean", "last")
 #: Stimulus kinds that carry an emotion label and serve as training stories.
@@ -41,7 +43,7 @@ class ReadoutData:
     readout_attrs: dict[str, Any] = field(default_factory=dict)
 
     def kinds(self) -> list[str]:
-        return sorted(set(np.asarray(self.pooled["kind"].values).astype(str)))
+        return sorted(set(as_labels(self.pooled["kind"])))
 
 
 def open_store(store: str | Path | Store) -> Store:
@@ -73,7 +75,7 @@ def story_readout(store: Store, model: str, readout: str | None = None) -> str:
 
 
 def _kinds(store: Store, model: str, readout: str) -> list[str]:
-    return sorted(set(np.asarray(store.dataset(model, readout)["kind"].values).astype(str)))
+    return sorted(set(as_labels(store.dataset(model, readout)["kind"])))
 
 
 def open_readout(store: Store, model: str, readout: str, *, layers: Sequence[int] | None = None) -> ReadoutData:
@@ -98,11 +100,11 @@ def select(pooled: xr.DataArray, *, kinds: Sequence[str] | None = None, language
     """Rows of some kinds and/or one language; ``labelled`` keeps only rows with an emotion label."""
     keep = np.ones(pooled.sizes["stimulus"], dtype=bool)
     if kinds is not None:
-        keep &= np.isin(np.asarray(pooled["kind"].values).astype(str), list(kinds))
+        keep &= np.isin(as_labels(pooled["kind"]), list(kinds))
     if language is not None and "language" in pooled.coords:
-        keep &= np.asarray(pooled["language"].values).astype(str) == language
+        keep &= as_labels(pooled["language"]) == language
     if labelled:
-        keep &= np.asarray(pooled["emotion"].values).astype(str) != ""
+        keep &= as_labels(pooled["emotion"]) != ""
     return pooled.isel(stimulus=np.flatnonzero(keep))
 
 
@@ -111,7 +113,7 @@ def main_language(pooled: xr.DataArray) -> str | None:
     if "language" not in pooled.coords:
         return None
     stories = select(pooled, kinds=STORY_KINDS, labelled=True)
-    langs, counts = np.unique(np.asarray(stories["language"].values).astype(str), return_counts=True)
+    langs, counts = np.unique(as_labels(stories["language"]), return_counts=True)
     return str(langs[np.argmax(counts)]) if len(langs) else None
 
 
@@ -122,11 +124,11 @@ def texts_for(store: Store, pooled: xr.DataArray) -> tuple[list[str] | None, str
     (the built-in corpus, or a directory relative to the store), matched by ``text_sha256``. Returns
     ``(None, reason)`` when neither has every text.
     """
-    wanted = np.asarray(pooled["text_sha256"].values).astype(str) if "text_sha256" in pooled.coords else None
+    wanted = as_labels(pooled["text_sha256"]) if "text_sha256" in pooled.coords else None
     stim = store.stimuli
     if "text" in stim:
-        by_id = dict(zip(np.asarray(stim["stimulus"].values).astype(str), np.asarray(stim["text"].values).astype(str)))
-        ids = np.asarray(pooled["stimulus"].values).astype(str)
+        by_id = dict(zip(as_labels(stim["stimulus"]), as_labels(stim["text"])))
+        ids = as_labels(pooled["stimulus"])
         if all(i in by_id for i in ids):
             return [by_id[i] for i in ids], "store"
     if wanted is None:
@@ -208,8 +210,8 @@ def with_norms(emotions: xr.Dataset, norms: xr.Dataset) -> xr.Dataset:
     """The emotions table with its norms replaced by ``norms`` where the file rates an emotion (the
     store's value stays where the file has none); ``norms_source`` says what was used."""
     out = emotions.copy()
-    names = np.asarray(emotions["emotion"].values).astype(str)
-    rated = set(np.asarray(norms["emotion"].values).astype(str))
+    names = as_labels(emotions["emotion"])
+    rated = set(as_labels(norms["emotion"]))
     for key in ("valence", "arousal", "dominance"):
         values = np.asarray(out[key].values, dtype=np.float64).copy()
         for i, name in enumerate(names):

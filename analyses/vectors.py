@@ -18,6 +18,8 @@ import xarray as xr
 
 from emovec_store.errors import InputError
 
+from ._common import as_labels
+
 Baseline = Literal["mean", "neutral"]
 DIMS = ("layer", "stimulus", "hidden")
 
@@ -32,7 +34,7 @@ def check_pooled(pooled: xr.DataArray, *, need: tuple[str, ...] = ("emotion",)) 
 
 
 def _labelled(pooled: xr.DataArray, by: str) -> xr.DataArray:
-    labels = np.asarray(pooled[by].values).astype(str)
+    labels = as_labels(pooled[by])
     keep = labels != ""
     if not keep.any():
         raise InputError(f"no stimulus carries a {by!r} label")
@@ -48,7 +50,7 @@ def class_means(pooled: xr.DataArray, *, by: str = "emotion",
     """
     check_pooled(pooled, need=(by,))
     data = _labelled(pooled, by)
-    labels = np.asarray(data[by].values).astype(str)
+    labels = as_labels(data[by])
     cats = list(categories) if categories is not None else sorted(set(labels))
     onehot = (labels[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float64)
     counts = onehot.sum(axis=0)
