@@ -32,6 +32,7 @@ import hashlib
 import inspect
 import io
 import json
+import os
 import re
 import uuid
 import warnings
@@ -44,7 +45,8 @@ from typing import Any
 from emovec.common.files import atomic_path
 
 from .errors import CorpusError, CorpusWarning
-from .loader import EMOTION_NAME_RE, LANGUAGE_RE, iter_jsonl
+from .jsonparse import JsonProblem, parse_json
+from .loader import EMOTION_NAME_RE, LANGUAGE_RE, iter_jsonl, unreadable_reason
 
 IMPORT_FORMATS: tuple[str, ...] = ("emotion-vector-bench", "jsonl", "csv")
 GENERIC_KINDS: tuple[str, ...] = ("external", "story", "neutral", "implicit")
@@ -85,6 +87,9 @@ def _source_sha256(paths: list[Path], root: Path) -> str:
 
 
 def _read_source(path: Path) -> str:
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise CorpusError(f"unreadable: {reason}", path=str(path))
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -98,15 +103,15 @@ def _read_source(path: Path) -> str:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(_read_source(path))
-    except json.JSONDecodeError as exc:
-        raise CorpusError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=exc.lineno) from None
+        return parse_json(_read_source(path))
+    except JsonProblem as problem:
+        raise CorpusError(problem.message, path=str(path), line=problem.line, field=problem.field) from None
 
 
 def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for line, obj, error in iter_jsonl(_read_source(path)):
         if error is not None:
-            raise CorpusError(error, path=str(path), line=line)
+            raise CorpusError(error.message, path=str(path), line=line, field=error.field)
         if not isinstance(obj, dict):
             raise CorpusError("expected a JSON object on each line", path=str(path), line=line)
         yield line, obj
@@ -169,13 +174,18 @@ def import_emotion_vector_bench(src: Path, *, name: str = "emotion-vector-bench"
         raise CorpusError("expected an emotion-vector-bench corpus directory (with emotions.json, topics.json, "
                           "stories/)", path=str(src))
     for required in ("emotions.json", "topics.json", "stories"):
-        if not (src / required).exists():
+        if not os.path.lexists(src / required):
             raise CorpusError(f"no {required} in this emotion-vector-bench directory", path=str(src / required))
+    if not (src / "stories").is_dir():
+        found = unreadable_reason(src / "stories") or "a regular file"
+        raise CorpusError(f"expected a directory of <emotion>.jsonl files, found {found}", path=str(src / "stories"))
     emotions, clusters = _evb_emotions(src / "emotions.json")
     topics = _evb_topics(src / "topics.json")
     topic_ids = {t["description"]: t["id"] for t in topics}
     rank = {e: i for i, e in enumerate(emotions)}
     files = sorted((src / "stories").glob("*.jsonl"), key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+    if not files:
+        raise CorpusError("no story files (<emotion>.jsonl) in this directory", path=str(src / "stories"))
     ids = _Ids()
     stories: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for path in files:
@@ -207,7 +217,7 @@ def import_emotion_vector_bench(src: Path, *, name: str = "emotion-vector-bench"
         stories[("en", path.stem)] = records
     neutral = []
     path = src / "neutral_dialogues.jsonl"
-    if path.exists():
+    if os.path.lexists(path):  # a broken link in its place is an error when read, not a file left out
         for line, obj in _jsonl_objects(path):
             index = _index(obj, "dialogue_index", path, line)
             task = _text(obj, "topic_category", path, line)
@@ -216,7 +226,7 @@ def import_emotion_vector_bench(src: Path, *, name: str = "emotion-vector-bench"
             neutral.append({"id": rid, "kind": "neutral", "task": task, "language": "en", "text": text})
     implicit = []
     path = src / "implicit_scenarios.jsonl"
-    if path.exists():
+    if os.path.lexists(path):
         counts: dict[str, int] = defaultdict(int)
         for line, obj in _jsonl_objects(path):
             target = _text(obj, "target", path, line)
@@ -228,7 +238,7 @@ def import_emotion_vector_bench(src: Path, *, name: str = "emotion-vector-bench"
             implicit.append({"id": f"evb.implicit.{target}.{counts[target]}", "kind": "implicit",
                              "emotion": target, "language": "en", "text": text})
     sources = [src / "emotions.json", src / "topics.json", *files]
-    sources += [p for p in (src / "neutral_dialogues.jsonl", src / "implicit_scenarios.jsonl") if p.exists()]
+    sources += [p for p in (src / "neutral_dialogues.jsonl", src / "implicit_scenarios.jsonl") if p.is_file()]
     digest = _source_sha256(sources, src)
     return NewCorpus(
         name=name, version=version or f"src-{digest[:12]}",
@@ -246,13 +256,29 @@ def _evb_grouped(path: Path, group_field: str, what: str) -> tuple[list[str], di
     groups = doc.get(group_field, {})
     if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
         raise CorpusError(f"expected an object of group name → list of {what}s", path=str(path), field=group_field)
-    group_of = {x: g for g, members in groups.items() for x in members if isinstance(x, str)}
-    flat = doc.get("flat", [x for members in groups.values() for x in members])
+    group_of: dict[str, str] = {}
+    for group, members in groups.items():
+        for i, x in enumerate(members):
+            at = f"{group_field}.{group}[{i}]"
+            if not isinstance(x, str) or not x.strip():
+                raise CorpusError(f"expected a non-empty {what} string, got {json.dumps(x)[:40]}", path=str(path),
+                                  field=at)
+            if x in group_of:
+                raise CorpusError(f"{what} {x[:60]!r} is in both {group_of[x]!r} and {group!r}", path=str(path),
+                                  field=at)
+            group_of[x] = group
+    flat = doc.get("flat", list(group_of))
     if not isinstance(flat, list) or not flat or not all(isinstance(x, str) and x.strip() for x in flat):
         raise CorpusError(f"expected a non-empty list of {what}s", path=str(path), field="flat")
     if len(set(flat)) != len(flat):
         dup = next(x for x in flat if flat.count(x) > 1)
         raise CorpusError(f"{what} {dup!r} is listed twice", path=str(path), field="flat")
+    listed = set(flat)
+    for group, members in groups.items():
+        for i, x in enumerate(members):
+            if x not in listed:
+                raise CorpusError(f"{group!r} names the {what} {x[:60]!r}, which is not in 'flat'", path=str(path),
+                                  field=f"{group_field}.{group}[{i}]")
     return list(flat), group_of
 
 
@@ -421,7 +447,19 @@ def _dump_json(path: Path, doc: dict[str, Any]) -> None:
 
 
 def write_corpus(corpus: NewCorpus, dest: Path) -> Path:
-    """Write ``corpus`` to ``dest`` in the emovec layout, atomically (temp dir + rename)."""
+    """Write ``corpus`` to ``dest`` in the emovec layout, atomically (temp dir + rename).
+
+    A file system error (no parent directory, no permission, disk full) is a :class:`CorpusError`
+    naming ``dest``; nothing is left behind then."""
+    try:
+        _write_corpus(corpus, dest)
+    except OSError as exc:
+        raise CorpusError(f"cannot write the corpus here: {exc.strerror or type(exc).__name__}", path=str(dest)
+                          ) from None
+    return dest
+
+
+def _write_corpus(corpus: NewCorpus, dest: Path) -> None:
     _check_dest(dest)
     with atomic_path(dest, tmp=dest.parent / f".{dest.name}.importing-{uuid.uuid4().hex[:12]}") as tmp:
         tmp.mkdir()
@@ -439,14 +477,16 @@ def write_corpus(corpus: NewCorpus, dest: Path) -> Path:
         _check_dest(dest)
         if dest.exists():  # an empty directory: make way for the rename
             dest.rmdir()
-    return dest
 
 
 def _check_dest(dest: Path) -> None:
     if dest.is_dir() and any(dest.iterdir()):
         raise CorpusError("destination exists and is not empty; choose a new directory", path=str(dest))
-    if dest.exists() and not dest.is_dir():
+    if os.path.lexists(dest) and not dest.is_dir():
         raise CorpusError("destination exists and is not a directory", path=str(dest))
+    ancestor = next((p for p in dest.absolute().parents if os.path.lexists(p)), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise CorpusError(f"cannot create the destination: {str(ancestor)!r} is not a directory", path=str(dest))
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -499,7 +539,11 @@ def import_corpus(fmt: str, src: str | Path, dest: str | Path, **options: Any) -
         raise CorpusError(f"option {unknown[0]!r} does not apply to format {fmt!r}; it takes "
                           f"{', '.join(accepted)}", field=unknown[0])
     dest_path = Path(dest).expanduser()
-    _check_dest(dest_path)
+    try:
+        _check_dest(dest_path)
+    except OSError as exc:
+        raise CorpusError(f"cannot use as destination: {exc.strerror or type(exc).__name__}", path=str(dest_path)
+                          ) from None
     corpus = parse(Path(src).expanduser(), **{k: v for k, v in options.items() if v is not None})
     return write_corpus(corpus, dest_path)
 

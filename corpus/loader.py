@@ -27,8 +27,11 @@ selections of languages or kinds) and is the same on every machine.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from emovec.common.hashing import json_lines_sha256, text_sha256
 
 from .errors import CorpusError
+from .jsonparse import JsonProblem, parse_json
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -106,9 +110,35 @@ def _where(root: Traversable, rel: str) -> str:
     return str(root.joinpath(*rel.split("/")))
 
 
-def _read_text(root: Traversable, rel: str) -> str:
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a corpus file (a directory, a broken or looping symbolic link,
+    a device or pipe), or None when it is a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return "a symbolic link that loops" if exc.errno == errno.ELOOP else "a symbolic link to nothing"
+        return f"cannot read it: {exc.strerror or type(exc).__name__}"
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, pipe or socket)"
+    return None
+
+
+def _read_bytes(root: Traversable, rel: str) -> bytes:
     node = root.joinpath(*rel.split("/"))
-    data = node.read_bytes()
+    reason = unreadable_reason(node) if isinstance(node, Path) else None
+    if reason is not None:
+        raise CorpusError(f"unreadable: {reason}", path=_where(root, rel))
+    try:
+        return node.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"cannot read: {exc.strerror or type(exc).__name__}", path=_where(root, rel)) from None
+
+
+def _read_text(root: Traversable, rel: str) -> str:
+    data = _read_bytes(root, rel)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -117,33 +147,36 @@ def _read_text(root: Traversable, rel: str) -> str:
                           line=line) from None
 
 
-def _is_file(root: Traversable, rel: str) -> bool:
-    return root.joinpath(*rel.split("/")).is_file()
+def _present(root: Traversable, rel: str) -> bool:
+    """Whether ``rel`` exists in any form: a broken link or a directory in its place is then an
+    error when it is read, not a file silently left out."""
+    node = root.joinpath(*rel.split("/"))
+    return os.path.lexists(node) if isinstance(node, Path) else node.is_file()
 
 
 def read_json(root: Traversable, rel: str) -> Any:
     """Parse a JSON file of a corpus; a syntax error is a :class:`CorpusError` naming file and line."""
     text = _read_text(root, rel)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorpusError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=_where(root, rel),
-                          line=exc.lineno) from None
+        return parse_json(text)
+    except JsonProblem as problem:
+        raise CorpusError(problem.message, path=_where(root, rel), line=problem.line, field=problem.field) from None
 
 
-def iter_jsonl(text: str) -> Iterator[tuple[int, Any, str | None]]:
-    """``(line, object, error)`` for each non-blank line of a JSON Lines text (line numbers from 1).
+def iter_jsonl(text: str) -> Iterator[tuple[int, Any, JsonProblem | None]]:
+    """``(line, object, problem)`` for each non-blank line of a JSON Lines text (line numbers from 1).
 
     Lines are split on ``"\\n"`` only (a raw U+2028 inside a JSON string is not a line break).
-    ``error`` is a one-line description when the line is not valid JSON (``object`` is then None).
+    ``problem`` says why a line is not strict corpus JSON (:func:`~.jsonparse.parse_json`: syntax,
+    NaN/Infinity, lone surrogates, too deep); ``object`` is then None.
     """
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line), None
-        except json.JSONDecodeError as exc:
-            yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            yield number, parse_json(line, line=number), None
+        except JsonProblem as problem:
+            yield number, None, problem
 
 
 # ------------------------------------------------------------------------------------ metadata
@@ -174,7 +207,7 @@ def _check_str_list(value: Any) -> bool:
 
 def read_meta(root: Traversable, source: str = "") -> CorpusMeta:
     """Read and check ``emotions.json`` and the optional ``topics.json`` of a corpus root."""
-    if not _is_file(root, "emotions.json"):
+    if not _present(root, "emotions.json"):
         raise CorpusError(f"no emotions.json in {str(root)!r}: not a corpus in the emovec layout; "
                           "import other corpora with `emovec corpus import`", path=_where(root, "emotions.json"))
     where = _where(root, "emotions.json")
@@ -214,7 +247,7 @@ def read_meta(root: Traversable, source: str = "") -> CorpusMeta:
 
 
 def _read_topics(root: Traversable) -> tuple[dict[str, Any], ...] | None:
-    if not _is_file(root, "topics.json"):
+    if not _present(root, "topics.json"):
         return None
     where = _where(root, "topics.json")
     doc = read_json(root, "topics.json")
@@ -338,13 +371,14 @@ def _file_records(root: Traversable, rel: str, kind: str, emotions: set[str], *,
                   file_language: str | None = None, file_emotion: str | None = None) -> Iterator[RawRecord]:
     try:
         text = _read_text(root, rel)
-    except CorpusError as exc:  # not UTF-8: one problem for the file, at the first bad line
-        message = str(exc).removeprefix(f"{exc.path}:{exc.line}: ")
+    except CorpusError as exc:  # unreadable or not UTF-8: one problem for the file (at the first bad line)
+        where = ":".join(str(x) for x in (exc.path, exc.line) if x is not None)
+        message = str(exc).removeprefix(f"{where}: ")
         yield RawRecord(rel, exc.line or 0, kind, None, ((None, message),), file_language, file_emotion)
         return
     for line, obj, error in iter_jsonl(text):
         if error is not None:
-            yield RawRecord(rel, line, kind, None, ((None, error),), file_language, file_emotion)
+            yield RawRecord(rel, line, kind, None, ((error.field, error.message),), file_language, file_emotion)
         elif not isinstance(obj, dict):
             yield RawRecord(rel, line, kind, None, ((None, f"expected a JSON object, got {_describe(obj)}"),),
                             file_language, file_emotion)
@@ -366,7 +400,8 @@ def story_files(root: Traversable, meta: CorpusMeta) -> list[tuple[str, str, str
     rank = {name: i for i, name in enumerate(meta.emotion_names)}
     out = []
     for lang_dir in sorted((d for d in stories.iterdir() if d.is_dir()), key=lambda d: language_rank(d.name)):
-        files = [f.name[: -len(".jsonl")] for f in lang_dir.iterdir() if f.is_file() and f.name.endswith(".jsonl")]
+        # every *.jsonl entry, readable or not: a broken link or a directory so named is reported
+        files = [f.name[: -len(".jsonl")] for f in lang_dir.iterdir() if f.name.endswith(".jsonl")]
         for emo in sorted(files, key=lambda n: (rank.get(n, len(rank)), n)):
             out.append((lang_dir.name, emo, f"stories/{lang_dir.name}/{emo}.jsonl"))
     return out
@@ -388,6 +423,7 @@ def iter_records(root: Traversable, meta: CorpusMeta, *, languages: Iterable[str
     wanted = set(KINDS if kinds is None else kinds)
     names = set(meta.emotion_names)
     if "story" in wanted:
+        yield from _broken_story_entries(root)
         for lang, emo, rel in story_files(root, meta):
             if langs is not None and lang not in langs:
                 continue
@@ -397,8 +433,25 @@ def iter_records(root: Traversable, meta: CorpusMeta, *, languages: Iterable[str
                 continue
             yield from _file_records(root, rel, "story", names, file_language=lang, file_emotion=emo)
     for kind, rel in KIND_FILES.items():
-        if kind in wanted and _is_file(root, rel):
+        if kind in wanted and _present(root, rel):
             yield from _file_records(root, rel, kind, names)
+
+
+def _broken_story_entries(root: Traversable) -> Iterator[RawRecord]:
+    """A problem for ``stories`` when it is there but not a directory, and for each entry of it that
+    is a broken or looping link (it cannot be told whether a language directory was meant)."""
+    stories = root.joinpath("stories")
+    if not isinstance(stories, Path) or not os.path.lexists(stories):
+        return
+    if not stories.is_dir():
+        found = unreadable_reason(stories) or "a regular file"
+        yield RawRecord("stories", 0, "story", None,
+                        ((None, f"expected the directory stories/<language>/, found {found}"),))
+        return
+    for entry in sorted(stories.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            yield RawRecord(f"stories/{entry.name}", 0, "story", None,
+                            ((None, f"unreadable: {unreadable_reason(entry)}"),))
 
 
 # -------------------------------------------------------------------------------------- loading
