@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -158,9 +160,45 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
                 f"store {str(path)!r} was made for a different stimulus table (sha256 {str(theirs)[:12]}…, "
                 f"this one {digest[:12]}…); use a new --store path")
         return store
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{str(path)!r} is a file, not a store directory; choose another path")
     if path.exists() and any(path.iterdir()):
         raise InputError(f"{str(path)!r} exists and is not an emovec store; choose another path")
-    root = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
+    _remove_stale_creations(path)
+    # Built whole under a temporary name beside the store and renamed into place: a kill at any moment
+    # leaves either no store or a complete empty one, never a root without its schema attributes.
+    with atomic_path(path, tmp=_creating_path(path, os.getpid()), exclusive=True) as tmp:
+        _build_store(tmp, table, stimuli.attrs.get("corpus", {}), digest, store_text=store_text, final=path)
+    # exclusive: if another process created the same store first, its store was kept; check it is ours
+    return create(path, stimuli, store_text=store_text, exist_ok=True)
+
+
+def _creating_path(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.creating")
+
+
+def _remove_stale_creations(path: Path) -> None:
+    """Remove the temporary trees of creations whose process is gone (killed mid-creation)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.creating"):
+        pid = leftover.name[len(path.name) + 2:-len(".creating")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _build_store(tmp: Path, table: pd.DataFrame, corpus_attrs: Mapping[str, Any], digest: str, *,
+                 store_text: bool, final: Path) -> None:
+    """Write the root, stimulus, emotion and models groups of a new store into directory ``tmp``."""
+    root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=3)
     group = root.create_group("stimuli")
     n = len(table)
     _write_strings(group, "stimulus", table["stimulus"], "stimulus")
@@ -170,9 +208,9 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
     for col in layout.INT_LABEL_COLUMNS:
         if col in table.columns:
             _write_ints(group, col, table[col], "stimulus", "<i8")
-    corpus = dict(stimuli.attrs.get("corpus", {}))
+    corpus = dict(corpus_attrs)
     emotion_records = corpus.pop("emotion_table", None) or ()
-    corpus["source"] = _portable_source(corpus.get("source"), path)
+    corpus["source"] = _portable_source(corpus.get("source"), final)
     categories = corpus.get("emotions") or sorted({e for e in table.get("emotion", []) if e})
     group.attrs.update({"corpus": corpus, "emotion_categories": list(categories), "n_stimuli": n})
     emotions = _emotion_table({"emotion_table": emotion_records}, list(categories))
@@ -190,7 +228,6 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
     root.create_group("models")
     root.attrs.update({"emovec_schema": layout.SCHEMA_VERSION, "created": _now(), "finalized": None,
                        "complete": False, "software": software_versions(), "stimuli_sha256": digest})
-    return open(path, mode="r+", allow_partial=True)
 
 
 def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:

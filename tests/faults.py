@@ -7,6 +7,7 @@ before its done flag, so every run dies at the same point — mid-write — howe
 
     python -m tests.faults N emovec ARGS...           # run the emovec CLI, die during the N-th batch write
     python -m tests.faults --sigint N emovec ARGS...  # Ctrl-C (SIGINT) just before the N-th batch write
+    python -m tests.faults --create N emovec ARGS...  # die after the N-th array of a new store is written
 """
 from __future__ import annotations
 
@@ -54,10 +55,31 @@ def interrupt_before_write(n: int) -> None:
     StreamWriter.write = write  # type: ignore[method-assign]
 
 
+def kill_during_create(n: int) -> None:
+    """Patch store creation so that the process SIGKILLs itself once the ``n``-th string array of a new
+    store's stimulus and emotion tables is written (1-based): the store is half made."""
+    import emovec_store.store as store_module
+
+    original = store_module._write_strings
+    calls = 0
+
+    def write(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        original(*args, **kwargs)
+        calls += 1
+        if calls == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store_module._write_strings = write
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[0] == "--sigint":
         interrupt_before_write(int(args[1]))
+        args = args[1:]
+    elif args[0] == "--create":
+        kill_during_create(int(args[1]))
         args = args[1:]
     else:
         kill_during_write(int(args[0]))
