@@ -55,26 +55,30 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 @click.option("--limit", default=None, type=int, help="Use N stimuli spread evenly over the corpus.")
 @click.option("--store-text", is_flag=True, help="Also store the stimulus texts.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model's repository.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Accept pickle weights (pytorch_model.bin...), read with torch's weights-only unpickler.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str, layers: str,
             pooling: tuple[str, ...], dtype: str, storage_dtype: str, device: str, batch_tokens: int,
             max_length: int | None, shard: str | None, chunk_rows: int | None, sync_interval: float,
             threads: int | None, limit: int | None, store_text: bool,
-            trust_remote_code: bool, as_json: bool, no_progress: bool) -> None:
+            trust_remote_code: bool, allow_pickle: bool, as_json: bool, no_progress: bool) -> None:
     """Stream residual activations of every requested layer of MODEL over a corpus into a store.
 
     Resumes by default; refuses to mix models, tokenizers, corpora or pooling plans in one store.
     """
     from emovec.corpus import load_corpus
     from emovec_store.engine import extract as run_extract  # sets the MPS environment before torch loads
+    from emovec_store.engine.load import pickle_weights_allowed
 
     stimuli = limit_stimuli(load_corpus(corpus, languages=languages), limit)
-    result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,
-                         storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,
-                         max_length=max_length, shard=shard, chunk_rows=chunk_rows, sync_interval=sync_interval,
-                         threads=threads, trust_remote_code=trust_remote_code,
-                         store_text=store_text, progress=not no_progress)
+    with pickle_weights_allowed(allow_pickle):
+        result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,
+                             storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,
+                             max_length=max_length, shard=shard, chunk_rows=chunk_rows,
+                             sync_interval=sync_interval, threads=threads, trust_remote_code=trust_remote_code,
+                             store_text=store_text, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,9 +196,77 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
                                field="tokenizer")
 
 
-def load(source: ResolvedModel, *, device: str, compute_dtype: str,
-         trust_remote_code: bool = False) -> LoadedModel:
-    """Load model and tokenizer in eval mode on ``device``; fills provenance and identity."""
+#: Weight files that are Python pickles: loading one may run code, unless torch's weights-only unpickler reads it.
+PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_ALLOW_PICKLE: ContextVar[bool] = ContextVar("emovec_allow_pickle", default=False)
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextmanager
+def pickle_weights_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within the block, :func:`load` accepts pickle weights unless told otherwise (``emovec extract
+    --allow-pickle`` runs the extraction inside it)."""
+    token = _ALLOW_PICKLE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE.reset(token)
+
+
+def _pickle_weights(directory: Path) -> list[str]:
+    """The pickle weight files of a model directory that has no safetensors weights (else empty)."""
+    if any(directory.glob("*.safetensors")):
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an exception raised by transformers, tokenizers, safetensors, torch or jinja."""
+    lines = [ln.strip() for ln in _ANSI_RE.sub("", str(exc)).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_chat_template(name: str, tokenizer: Any) -> None:
+    """Render the chat template once, in transformers' Jinja sandbox, the way readouts use it.
+
+    A template that tries to reach Python internals (``''.__class__.__mro__``...) is stopped by the
+    sandbox; so is one that does not render. Either refuses the model here, in one line, instead of a
+    traceback in the middle of tokenization."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template:
+        return
+    try:
+        tokenizer.apply_chat_template([{"role": "user", "content": "Hello."}], tokenize=False,
+                                      add_generation_prompt=True)
+    except Exception as exc:
+        what = ("tries to leave the Jinja sandbox" if type(exc).__name__ == "SecurityError"
+                else "does not render")
+        raise ModelResolutionError(f"model {name!r}: its chat template {what} ({_reason(exc)}); refusing it",
+                                   field="chat_template") from None
+
+
+def load(source: ResolvedModel, *, device: str, compute_dtype: str, trust_remote_code: bool = False,
+         allow_pickle: bool | None = None) -> LoadedModel:
+    """Load model and tokenizer in eval mode on ``device``; fills provenance and identity.
+
+    Only safetensors (or GGUF) weights load unless ``allow_pickle`` is True (None: as set by
+    :func:`pickle_weights_allowed`, else False); pickle weights are then read by torch's weights-only
+    unpickler, which refuses anything but tensors. Model code from the model's files runs only with
+    ``trust_remote_code``. Any failure to read the model (a damaged weight file, a garbage or unknown
+    ``config.json``, a chat template that breaks the sandbox) is one :class:`ModelResolutionError`
+    naming the model and the reason.
+    """
+    if allow_pickle is None:
+        allow_pickle = _ALLOW_PICKLE.get()
+    if source.kind == "directory":
+        pickles = _pickle_weights(Path(source.path))
+        if pickles and not allow_pickle:
+            raise ModelResolutionError(
+                f"model {source.requested!r}: its weights ({', '.join(pickles)}) are Python pickles, which can run "
+                "code when loaded; refusing them. Convert them to safetensors, or, if you trust their source, "
+                "pass --allow-pickle (API: allow_pickle=True) to read them with torch's weights-only unpickler")
     _quiet_transformers()
     import transformers
 
@@ -210,6 +282,8 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str,
         identity["gguf_sha256"] = digest
     else:
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+        if not allow_pickle:
+            kwargs["use_safetensors"] = True  # a hub repository with pickle weights only is refused too
         local_only = source.kind == "hub" and _hub_local_only(source.path)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code,
@@ -221,15 +295,18 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str,
                 raise ModelResolutionError(
                     f"cannot load {source.path!r} from the Hugging Face hub (offline or unknown id); pass a local "
                     f"model directory, a .gguf file, or an alias ({', '.join(ALIASES)})") from exc
-            raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
-        except ValueError as exc:
-            raise ModelResolutionError(f"cannot load model from {source.path!r}: {str(exc).splitlines()[0]}") from exc
+            raise ModelResolutionError(f"model {source.requested!r}: cannot load it from {source.path!r} "
+                                       f"({_reason(exc)})") from exc
+        except Exception as exc:  # safetensors, torch, json, tokenizers and transformers raise many types
+            raise ModelResolutionError(f"model {source.requested!r}: cannot load it from {source.path!r} "
+                                       f"({_reason(exc)})") from exc
         revision = getattr(model.config, "_commit_hash", None)
         weights = sorted(Path(source.path).glob("*.safetensors")) if source.kind == "directory" else []
         weight_digest = text_sha256("".join(file_sha256(w) for w in weights)) if weights else None
         provenance.update(revision=revision, weights_sha256=weight_digest)
         identity.update(revision=revision, weights_sha256=weight_digest,
                         config_sha256=text_sha256(model.config.to_json_string()))
+    _check_chat_template(source.requested, tokenizer)
     model.eval()
     model.to(device)
     cfg = getattr(model.config, "text_config", None) or model.config
