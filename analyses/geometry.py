@@ -24,7 +24,7 @@ that number of emotions. BLAS runs single-threaded inside these functions (see :
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -546,6 +546,12 @@ class PCNorm:
     best_pc: tuple[int, ...]
     best: tuple[Estimate, ...]
 
+    @classmethod
+    def concat(cls, parts: Sequence[PCNorm]) -> PCNorm:
+        """Blocks of layers (in layer order) as one result."""
+        return cls(pc1=_joined(p.pc1 for p in parts), pc2=_joined(p.pc2 for p in parts),
+                   best_pc=_joined(p.best_pc for p in parts), best=_joined(p.best for p in parts))
+
     def to_dict(self) -> dict[str, Any]:
         """``{"pc1": [Estimate], "pc2": [Estimate], "best_pc": [int], "best": [Estimate]}``, per layer."""
         return {"pc1": [e.to_dict() for e in self.pc1], "pc2": [e.to_dict() for e in self.pc2],
@@ -789,6 +795,11 @@ def _norm_points(emotions: xr.Dataset, names: list[str]) -> tuple[np.ndarray, np
 
 # ---------------------------------------------------------------- the family entry point
 
+def _joined(parts: Iterable[Sequence[Any]]) -> tuple[Any, ...]:
+    """Per-layer tuples of consecutive blocks of layers, joined."""
+    return tuple(item for part in parts for item in part)
+
+
 def _ests(values: tuple[Estimate, ...] | None) -> list[dict[str, Any]] | None:
     return None if values is None else [e.to_dict() for e in values]
 
@@ -818,6 +829,37 @@ class GeometryResult:
     cv_arousal: tuple[Estimate, ...] | None = None
     rsa_norms: tuple[Estimate, ...] | None = None
     skipped: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def concat(cls, parts: Sequence[GeometryResult]) -> GeometryResult:
+        """Results of blocks of layers (in layer order, same emotions and settings) as one result.
+
+        Every geometry statistic is computed per layer with resampling draws over stories and emotion
+        labels only, so analysing the layers in blocks with the same seed gives the same numbers as
+        analysing them at once; this joins the blocks.
+        """
+        first = parts[0]
+        if any(p.emotions != first.emotions for p in parts):
+            raise InputError("geometry blocks have different emotions")
+
+        def opt_tuple(name: str) -> tuple[Any, ...] | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else _joined(values)
+
+        def opt_pc(name: str) -> PCNorm | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else PCNorm.concat(values)
+
+        return cls(emotions=first.emotions, quadrants=first.quadrants, n_norms=first.n_norms,
+                   layer=_joined(p.layer for p in parts),
+                   cosine=xr.concat([p.cosine for p in parts], dim="layer"),
+                   pca=UnitPCA(scores=xr.concat([p.pca.scores for p in parts], dim="layer"),
+                               explained=xr.concat([p.pca.explained for p in parts], dim="layer")),
+                   mean_vector_norm=xr.concat([p.mean_vector_norm for p in parts], dim="layer"),
+                   cohesion=opt_tuple("cohesion"), kmeans_ari=opt_tuple("kmeans_ari"),
+                   pc_valence=opt_pc("pc_valence"), pc_arousal=opt_pc("pc_arousal"),
+                   cv_valence=opt_tuple("cv_valence"), cv_arousal=opt_tuple("cv_arousal"),
+                   rsa_norms=opt_tuple("rsa_norms"), skipped=dict(first.skipped))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; skipped analyses are None (their reason under ``skipped``)."""

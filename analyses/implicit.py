@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,17 @@ class ImplicitResult:
     @property
     def layers(self) -> list[int]:
         return [int(x) for x in self.scores["layer"].values]
+
+    @classmethod
+    def concat(cls, parts: Sequence[ImplicitResult]) -> ImplicitResult:
+        """Results of blocks of layers (in layer order, same scenarios) as one result (the scores and
+        the target shuffles are per layer, so blocks scored with the same seed equal one run)."""
+        first = parts[0]
+        return cls(scores=xr.concat([p.scores for p in parts], dim="layer"),
+                   top1=tuple(e for p in parts for e in p.top1), top3=tuple(e for p in parts for e in p.top3),
+                   chance_top1=first.chance_top1, chance_top3=first.chance_top3,
+                   hubness=xr.concat([p.hubness for p in parts], dim="layer"),
+                   confusion=xr.concat([p.confusion for p in parts], dim="layer"), n_dropped=first.n_dropped)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"n", "n_dropped", "emotions", "layer", "top1", "top3", "chance_top1",
@@ -306,6 +318,15 @@ class IntensityResult:
     @property
     def layers(self) -> list[int]:
         return [int(x) for x in self.curves["layer"].values]
+
+    @classmethod
+    def concat(cls, parts: Sequence[IntensityResult]) -> IntensityResult:
+        """Results of blocks of layers (in layer order, same templates) as one result."""
+        first = parts[0]
+        return cls(templates=first.templates, target=dict(first.target), levels=dict(first.levels),
+                   rho={t: tuple(e for p in parts for e in p.rho[t]) for t in first.templates},
+                   mean_rho=tuple(e for p in parts for e in p.mean_rho),
+                   curves=xr.concat([p.curves for p in parts], dim="layer"), dropped=dict(first.dropped))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"templates", "target", "levels", "layer", "rho", "mean_rho", "curves"}``."""

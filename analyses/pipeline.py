@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from emovec_store import Store
-from emovec_store.derived import write_derived
+from emovec_store.derived import DerivedWriter, derived_location, derived_writer, read_derived
 from emovec_store.errors import InputError
 from emovec_store.layout import parse_layers
 
@@ -44,7 +44,11 @@ from .source import (
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS
 from .vectors import Baseline, Vectors, emotion_vectors, projections
 
-Progress = Callable[[str], None]
+#: ``progress(label, done, total)``: a step starts (``label`` names it and its block of layers);
+#: ``done`` steps of ``total`` are finished for the current model.
+Progress = Callable[[str, int, int], None]
+#: Layers per block of the per-layer analyses (see ``AnalyzeOptions.layer_block``).
+DEFAULT_LAYER_BLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class AnalyzeOptions:
         the emotions it rates (for imported corpora that carry none).
     layer_budget_mb : when one layer of the stories (stimulus × hidden, float64) is larger, the probes run
         on the top ``basis_components`` principal components of each layer (:mod:`.basis`), and say so.
+    layer_block : layers analysed together by the per-layer families (vectors, geometry, implicit,
+        intensity; their outputs are written block by block), so that memory does not grow with the
+        number of layers. The results do not depend on it (every statistic is per layer and its
+        resampling draws are over stories and labels); a larger block only saves a little overhead.
     """
 
     models: tuple[str, ...] | None = None
@@ -80,6 +88,7 @@ class AnalyzeOptions:
     norms: str | None = None
     layer_budget_mb: float = DEFAULT_LAYER_BUDGET_MB
     basis_components: int = 256
+    layer_block: int = DEFAULT_LAYER_BLOCK
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,24 +98,42 @@ class AnalyzeOptions:
 
 
 class _Clock:
-    """Times each step and reports it to the progress callback."""
+    """Times each step (summed over blocks of layers) and reports it to the progress callback."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, total: int) -> None:
         self.timings: dict[str, float] = {}
         self._progress = progress
+        self._done = 0
+        self._total = total
 
     @contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str, label: str | None = None) -> Iterator[None]:
         if self._progress is not None:
-            self._progress(name)
+            self._progress(label or name, self._done, self._total)
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            self.timings[name] = round(time.perf_counter() - t0, 3)
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+            self._done += 1
 
 
-STEPS = ("vectors", "geometry", "probes", "implicit", "intensity", "layers", "lens", "write")
+#: Steps run once per block of layers, then once per model.
+BLOCK_STEPS = ("vectors", "geometry", "implicit", "intensity", "write")
+MODEL_STEPS = ("probes", "layers", "lens")
+STEPS = BLOCK_STEPS + MODEL_STEPS
+
+
+def layer_blocks(layer_ids: Sequence[int], size: int) -> list[list[int]]:
+    """``layer_ids`` in consecutive blocks of at most ``size`` layers."""
+    if size < 1:
+        raise InputError(f"layer_block must be at least 1, got {size}")
+    return [list(layer_ids[i:i + size]) for i in range(0, len(layer_ids), size)]
+
+
+def step_count(n_layers: int, layer_block: int = DEFAULT_LAYER_BLOCK) -> int:
+    """How many steps :func:`analyze_model` reports for ``n_layers`` layers."""
+    return len(BLOCK_STEPS) * -(-n_layers // max(1, layer_block)) + len(MODEL_STEPS)
 
 
 def analyze(store: str | Path | Store, options: AnalyzeOptions | None = None, *, command: str = "",
@@ -149,8 +176,13 @@ def _layer_list(st: Store, model: str, readout: str, spec: str | tuple[int, ...]
 
 def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
                   progress: Progress | None = None) -> dict[str, Any]:
-    """Every analysis on one model (see :func:`analyze`)."""
-    clock = _Clock(progress)
+    """Every analysis on one model (see :func:`analyze`).
+
+    The per-layer families run on blocks of ``options.layer_block`` layers, each block's vectors and
+    projections appended to ``derived/`` as it is done; the probes, the layer summary and the lens then
+    read the vectors back lazily, one layer at a time. Memory is that of one block, whatever the number
+    of layers.
+    """
     readout = story_readout(st, model, options.readout)
     data = open_readout(st, model, readout, layers=_layer_list(st, model, readout, options.layers))
     lang = main_language(data.pooled)
@@ -171,20 +203,56 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     has_neutral = neutral.sizes["stimulus"] >= 2
     if not has_neutral:
         skipped["denoising"] = f"{neutral.sizes['stimulus']} neutral texts in {readout} (need ≥ 2): raw vectors"
-    with clock.step("vectors"):
-        vec = emotion_vectors(stories, neutral=neutral if has_neutral else None, categories=categories,
-                              baseline=options.baseline if has_neutral else "mean",
-                              denoise=options.denoise if has_neutral else None)
-    seeds = np.random.SeedSequence(options.seed).spawn(4)
-    with clock.step("geometry"):
-        geo = geometry.run_geometry(vec.vectors, stories, emotions, components=vec.components,
-                                    n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap,
-                                    seed=int(seeds[0].generate_state(1)[0]))
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(options.seed).spawn(4)]
+    blocks = layer_blocks(layer_ids, options.layer_block)
+    clock = _Clock(progress, step_count(len(layer_ids), options.layer_block))
+    per_layer = _PerLayer()
+    written: list[str] = []
+    with ExitStack() as stack:
+        writers = _derived_writers(stack, st, model, data, options) if options.write else None
+        for block in blocks:
+            where = f"layers {block[0]}–{block[-1]}" if len(blocks) > 1 else None
+            b_stories, b_neutral = stories.sel(layer=block), neutral.sel(layer=block)
+            with clock.step("vectors", where and f"vectors ({where})"):
+                vec = emotion_vectors(b_stories, neutral=b_neutral if has_neutral else None, categories=categories,
+                                      baseline=options.baseline if has_neutral else "mean",
+                                      denoise=options.denoise if has_neutral else None)
+            with clock.step("geometry", where and f"geometry ({where})"):
+                per_layer.geometry.append(geometry.run_geometry(
+                    vec.vectors, b_stories, emotions, components=vec.components,
+                    n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap, seed=seeds[0]))
+            with clock.step("implicit", where and f"implicit ({where})"):
+                per_layer.add_scenarios("implicit", _score_scenarios(st, data, block, lang, vec, "implicit", partial(
+                    implicit.run_implicit, n_permutations=options.n_permutations, seed=seeds[2])))
+            with clock.step("intensity", where and f"intensity ({where})"):
+                per_layer.add_scenarios("intensity", _score_scenarios(st, data, block, lang, vec, "intensity", partial(
+                    implicit.run_intensity, n_permutations=options.n_permutations, seed=seeds[3])))
+            with clock.step("write", where and f"write ({where})"):
+                per_layer.add_vectors(vec, keep=writers is None)
+                if writers is not None:
+                    writers[0].append(_vectors_dataset(vec))
+                    writers[1].append(_projections_dataset(data.pooled.sel(layer=block), vec))
+    if options.write:
+        written = [derived_location(st, model, name, options.sidecar) for name in ("vectors", "projections")]
+        saved = read_derived(st, model, "vectors", options.sidecar, load=False)
+        vectors = saved["denoised"] if "denoised" in saved else saved["raw"]
+        components = saved.get("neutral_components")
+    else:
+        vectors, components = per_layer.kept_vectors()
+    geo = geometry.GeometryResult.concat(per_layer.geometry)
+    implicit_results = {name: implicit.ImplicitResult.concat(parts).to_dict()
+                        for name, parts in per_layer.scenarios["implicit"].items()}
+    intensity_results = {name: implicit.IntensityResult.concat(parts).to_dict()
+                         for name, parts in per_layer.scenarios["intensity"].items()}
+    if not implicit_results:
+        skipped["implicit"] = "no implicit scenarios with a target among the story emotions"
+    if not intensity_results:
+        skipped["intensity"] = "no intensity prompts with a target among the story emotions"
     texts, text_source = texts_for(st, stories)
     if texts is None:
         skipped["bag_of_words"] = text_source
     with clock.step("probes"):
-        probe_rows, components, basis_note = stories, vec.components, None
+        probe_rows, basis_note = stories, None
         if layer_megabytes(stories) > options.layer_budget_mb:
             k = min(options.basis_components, stories.sizes["hidden"], stories.sizes["stimulus"])
             probe_rows, components = top_pc_basis(stories, k), None
@@ -193,35 +261,21 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
                           "(unsupervised; neutral components not projected out)")
         probe = probes.run_probes(probe_rows, texts, neutral_components=components, categories=categories,
                                   n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap,
-                                  seed=int(seeds[1].generate_state(1)[0]), default_layer=default)
-    with clock.step("implicit"):
-        implicit_results = _score_scenarios(st, data, layer_ids, lang, vec, "implicit", partial(
-            implicit.run_implicit, n_permutations=options.n_permutations, seed=int(seeds[2].generate_state(1)[0])))
-        if not implicit_results:
-            skipped["implicit"] = "no implicit scenarios with a target among the story emotions"
-    with clock.step("intensity"):
-        intensity_results = _score_scenarios(st, data, layer_ids, lang, vec, "intensity", partial(
-            implicit.run_intensity, n_permutations=options.n_permutations, seed=int(seeds[3].generate_state(1)[0])))
-        if not intensity_results:
-            skipped["intensity"] = "no intensity prompts with a target among the story emotions"
+                                  seed=seeds[1], default_layer=default)
     geo_d, probe_d = geo.to_dict(), probe.to_dict()
     if basis_note is not None:
         probe_d["reduction"] = "; ".join(x for x in (basis_note, probe_d.get("reduction")) if x)
     with clock.step("layers"):
         summary = layers.run_layers(geo.cosine, _layer_metrics(geo_d, probe_d, implicit_results),
-                                    _mean_norm(vec.vectors), layer_ids, max_layer=stored_max).to_dict()
+                                    per_layer.mean_norm, layer_ids, max_layer=stored_max).to_dict()
     lens_d: dict[str, Any] | None = None
     with clock.step("lens"):
         if options.lens:
-            lens_d, reason = _lens(data, vec)
+            lens_d, reason = _lens(data, vectors)
             if lens_d is None:
                 skipped["lens"] = reason
         else:
             skipped["lens"] = "not requested (--no-lens)"
-    written: list[str] = []
-    with clock.step("write"):
-        if options.write:
-            written = _write_vectors(st, model, data, vec, options)
     geo_d["norms"] = {k: [None if not np.isfinite(v) else float(v) for v in emotions[k].values]
                       for k in ("valence", "arousal")}
     skipped.update({f"geometry.{k}": v for k, v in geo_d.get("skipped", {}).items()})
@@ -234,13 +288,44 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
               "neutral": int(neutral.sizes["stimulus"])},
         "texts": text_source if texts is not None else None,
         "norms_source": str(table.attrs.get("norms_source") or "") or None,
-        "vectors": {"layer": layer_ids,
-                    "denoise_k": None if vec.denoise_k is None else [int(k) for k in vec.denoise_k.values],
-                    "mean_norm": _mean_norm(vec.vectors), "recipe": vec.to_dataset().attrs["recipe"]},
+        "vectors": {"layer": layer_ids, "denoise_k": per_layer.denoise_k, "mean_norm": per_layer.mean_norm,
+                    "recipe": per_layer.recipe},
         "geometry": geo_d, "probes": probe_d, "implicit": implicit_results, "intensity": intensity_results,
         "layers_summary": summary, "lens": lens_d, "derived": written, "skipped": skipped,
         "timings": clock.timings,
     }
+
+
+@dataclass
+class _PerLayer:
+    """What the blocks of layers leave for the whole-model steps (small: no activations)."""
+
+    geometry: list[geometry.GeometryResult] = field(default_factory=list)
+    scenarios: dict[str, dict[str, list[Any]]] = field(
+        default_factory=lambda: {"implicit": {}, "intensity": {}})
+    denoise_k: list[int] | None = None
+    mean_norm: list[float] = field(default_factory=list)
+    recipe: str = ""
+    vectors: list[xr.DataArray] = field(default_factory=list)
+    components: list[xr.DataArray] = field(default_factory=list)
+
+    def add_scenarios(self, kind: str, results: dict[str, Any]) -> None:
+        for name, result in results.items():
+            self.scenarios[kind].setdefault(name, []).append(result)
+
+    def add_vectors(self, vec: Vectors, *, keep: bool) -> None:
+        self.mean_norm += _mean_norm(vec.vectors)
+        if vec.denoise_k is not None:
+            self.denoise_k = (self.denoise_k or []) + [int(k) for k in vec.denoise_k.values]
+        self.recipe = str(vec.to_dataset().attrs["recipe"])
+        if keep:  # nothing written back: the probes and the lens need them from memory
+            self.vectors.append(vec.vectors.astype(np.float32))
+            if vec.components is not None:
+                self.components.append(vec.components.astype(np.float32))
+
+    def kept_vectors(self) -> tuple[xr.DataArray, xr.DataArray | None]:
+        comps = xr.concat(self.components, dim="layer") if self.components else None
+        return xr.concat(self.vectors, dim="layer"), comps
 
 
 def _emotions_for(table: xr.Dataset, categories: Sequence[str]) -> xr.Dataset:
@@ -268,13 +353,14 @@ def _scenario_readouts(st: Store, model: str, story_readout_name: str) -> list[s
 
 def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: str | None, vec: Vectors, kind: str,
                      run: Callable[..., Any]) -> dict[str, Any]:
-    """``run`` (implicit or intensity scoring) on the ``kind`` rows of each scenario readout, by readout."""
+    """``run`` (implicit or intensity scoring) on the ``kind`` rows of each scenario readout, by readout
+    (the result objects, for joining blocks of layers)."""
     out: dict[str, Any] = {}
     for name in _scenario_readouts(st, data.model, data.readout):
         rows = _scenario_rows(st, data.model, name, data, layer_ids, kind, lang, vec)
         if rows is not None:
             pooled, center = rows
-            out[name] = run(pooled, vec.vectors, center=center).to_dict()
+            out[name] = run(pooled, vec.vectors, center=center)
     return out
 
 
@@ -288,7 +374,7 @@ def _scenario_rows(st: Store, model: str, readout: str, story: ReadoutData, laye
     directions rather than the position's offset.
     """
     data = story if readout == story.readout else open_readout(st, model, readout, layers=layer_ids)
-    rows = select(data.pooled, kinds=(kind,), language=lang, labelled=True)
+    rows = select(data.pooled.sel(layer=layer_ids), kinds=(kind,), language=lang, labelled=True)
     if rows.sizes["stimulus"] == 0:
         return None
     if readout == story.readout:  # the class means are already computed: no second pass over the store
@@ -324,26 +410,38 @@ def _provenance(data: ReadoutData) -> dict[str, Any]:
     return out
 
 
-def _write_vectors(st: Store, model: str, data: ReadoutData, vec: Vectors, options: AnalyzeOptions) -> list[str]:
-    """``derived/vectors`` (raw, denoised, means, k) and ``derived/projections`` (layer, stimulus, emotion)."""
+def _derived_writers(stack: ExitStack, st: Store, model: str, data: ReadoutData,
+                     options: AnalyzeOptions) -> tuple[DerivedWriter, DerivedWriter]:
+    """Block writers of ``derived/vectors`` (raw, denoised, means, k, neutral components) and
+    ``derived/projections`` (layer, stimulus, emotion); both are renamed into place when the run ends."""
     prov = {"analysis": "emotion vectors", "readout": data.readout, "settings": options.to_dict(),
             "stimuli": "stories with emotion labels of the readout's main language"}
-    vectors_ds = vec.to_dataset().astype(np.float32)
+    proj_prov = {**prov, "what": "each stimulus of the readout projected onto each unit emotion vector"}
+    return (stack.enter_context(derived_writer(st, model, "vectors", provenance=prov, sidecar=options.sidecar)),
+            stack.enter_context(derived_writer(st, model, "projections", provenance=proj_prov,
+                                               sidecar=options.sidecar)))
+
+
+def _vectors_dataset(vec: Vectors) -> xr.Dataset:
+    ds = vec.to_dataset().astype(np.float32)
     if vec.components is not None:
-        vectors_ds["neutral_components"] = vec.components.astype(np.float32)
-    out = [write_derived(st, model, "vectors", vectors_ds, provenance=prov, sidecar=options.sidecar)]
-    proj = projections(data.pooled, vec.vectors).astype(np.float32)
+        ds["neutral_components"] = vec.components.astype(np.float32)
+    return ds
+
+
+def _projections_dataset(pooled: xr.DataArray, vec: Vectors) -> xr.Dataset:
+    """The block's projections, lazy: written chunk by chunk (one layer per chunk)."""
+    proj = projections(pooled, vec.vectors).astype(np.float32)
     keep = ("stimulus", "kind", "stimulus_emotion", "topic", "language", "level", "template")
     proj = proj.reset_coords([c for c in proj.coords if c not in keep and c not in proj.dims], drop=True)
-    proj_ds = xr.Dataset({"projection": proj}).compute()
-    out.append(write_derived(st, model, "projections", proj_ds,
-                             provenance={**prov, "what": "each stimulus of the readout projected onto each "
-                                                         "unit emotion vector"}, sidecar=options.sidecar))
-    return out
+    proj = proj.assign_coords({c: proj[c].compute() for c in proj.coords if c not in proj.dims})
+    if proj.chunks is not None:  # only the data is lazy; one chunk per layer (uniform, as zarr needs)
+        proj = proj.copy(data=proj.data.rechunk((1, -1, -1)))
+    return xr.Dataset({"projection": proj})
 
 
-def _lens(data: ReadoutData, vec: Vectors) -> tuple[dict[str, Any] | None, str]:
+def _lens(data: ReadoutData, vectors: xr.DataArray) -> tuple[dict[str, Any] | None, str]:
     """The logit lens, when the model named by the store's provenance can be loaded here."""
     from .lens_model import lens_from_provenance
 
-    return lens_from_provenance(data.model_attrs, vec.vectors)
+    return lens_from_provenance(data.model_attrs, vectors)

@@ -171,17 +171,18 @@ def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int) -> 
     starts: dict[str, float] = {"setup": _status_mib("VmRSS")}
     current = ["setup"]
 
-    def progress(step: str) -> None:
-        peaks[current[0]] = _status_mib("VmHWM")
+    def progress(label: str, done: int, total: int) -> None:  # steps repeat per block of layers: keep the max
+        step = label.split(" (")[0]
+        peaks[current[0]] = max(peaks.get(current[0], 0.0), _status_mib("VmHWM"))
         _reset_hwm()
-        starts[step] = _status_mib("VmRSS")
+        starts.setdefault(step, _status_mib("VmRSS"))
         current[0] = step
 
     from emovec.analyses.pipeline import AnalyzeOptions, analyze
 
     options = AnalyzeOptions(n_permutations=n_permutations, n_bootstrap=n_bootstrap, lens=False)
     out = analyze(store, options, progress=progress)
-    peaks[current[0]] = _status_mib("VmHWM")
+    peaks[current[0]] = max(peaks.get(current[0], 0.0), _status_mib("VmHWM"))
     res = out["models"]["bench"]
     result.write_text(json.dumps({"peak_rss_mib": peaks, "start_rss_mib": starts, "timings": res["timings"],
                                   "wall_s": time.perf_counter() - t0, "n_stories": res["n"]["stories"],

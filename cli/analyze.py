@@ -68,12 +68,13 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
     with scheduler_context(scheduler):
         bar = tqdm(total=len(STEPS) * max(1, len(models) or 1), desc="analyze", unit="step",
                    disable=no_progress, file=sys.stderr)
-        seen: list[str] = []
+        finished = [0, 0]  # steps of the models already done; the current model's total
 
-        def progress(step: str) -> None:
-            if seen:
-                bar.update(1)
-            seen.append(step)
+        def progress(step: str, done: int, total: int) -> None:
+            if done == 0 and bar.n > finished[0]:  # the next model starts
+                finished[0] = bar.n
+            bar.total = max(bar.total, finished[0] + total)
+            bar.update(finished[0] + done - bar.n)
             bar.set_postfix_str(step)
 
         results = run_analyze(store, options, command=command, progress=progress)

@@ -33,7 +33,7 @@ from .errors import (
 from .info import info, ls
 
 if TYPE_CHECKING:
-    from .derived import list_derived, read_derived, write_derived
+    from .derived import derived_writer, list_derived, read_derived, write_derived
     from .dtypes import STORAGE_DTYPES, bf16_bits_to_float32, float32_to_bf16_bits
     from .export import export_zarr2, export_zip
     from .finalize import check_integrity, verify
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 #: name -> the submodule that defines it, imported on first access
 _LAZY = {
-    **dict.fromkeys(("list_derived", "read_derived", "write_derived"), "derived"),
+    **dict.fromkeys(("derived_writer", "list_derived", "read_derived", "write_derived"), "derived"),
     **dict.fromkeys(("STORAGE_DTYPES", "bf16_bits_to_float32", "float32_to_bf16_bits"), "dtypes"),
     **dict.fromkeys(("export_zarr2", "export_zip"), "export"),
     **dict.fromkeys(("check_integrity", "verify"), "finalize"),
@@ -73,7 +73,7 @@ __all__ = [
     "IntegrityError", "Interrupted", "ModelResolutionError", "NonFiniteActivationError", "Progress",
     "ReadOnlyStoreError", "SchemaVersionError", "Store", "StoreError", "StoreLockedError",
     "StoreNotFoundError", "StreamWriter", "bf16_bits_to_float32", "check_integrity", "create",
-    "list_derived", "read_derived", "write_derived",
+    "derived_writer", "list_derived", "read_derived", "write_derived",
     "default_chunk_rows", "default_token_chunk_rows", "export_zarr2", "export_zip",
     "float32_to_bf16_bits", "info", "ls", "open", "slugify", "stimuli_sha256", "verify",
 ]

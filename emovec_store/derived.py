@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,81 @@ def _ensure_groups(root_dir: Path, model: str) -> None:
         node = group_at(node, part) if part in node else node.create_group(part)
 
 
+class DerivedWriter:
+    """Appends blocks of one derived result along a dimension (see :func:`derived_writer`)."""
+
+    def __init__(self, root_dir: Path, group: str, name: str, provenance: Mapping[str, Any], append_dim: str) -> None:
+        self._root_dir, self._group, self._name = root_dir, group, name
+        self._provenance, self._append_dim = provenance, append_dim
+        self.blocks = 0
+
+    def append(self, block: xr.Dataset) -> None:
+        """Write ``block`` (numpy- or dask-backed; dask blocks are written chunk by chunk, never loaded
+        whole). The first block fixes the variables; later ones extend ``append_dim``."""
+        ds = block.copy()
+        for name_, var in ds.variables.items():  # fixed-width unicode has no zarr v3 spec: store vlen strings
+            if var.dtype.kind == "U":
+                ds[name_] = var.astype(object)
+        ds.attrs = {**ds.attrs, "emovec_provenance": self._provenance}
+        first = self.blocks == 0
+        if not first and self._append_dim not in ds.dims:
+            raise InputError(f"derived result {self._name!r}: a later block has no {self._append_dim!r} dimension")
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+                ds.to_zarr(zarr.storage.LocalStore(self._root_dir), group=self._group, consolidated=False,
+                           zarr_format=3, mode="w" if first else "a",
+                           append_dim=None if first else self._append_dim)
+        except OSError as exc:
+            raise StoreError(f"cannot write derived result {self._name!r} under {str(self._root_dir)!r}: "
+                             f"{exc.strerror or exc}") from exc
+        self.blocks += 1
+
+
+def _check_name(store: Store, model: str, name: str) -> None:
+    if model not in store.models:
+        raise InputError(f"store {store.location!r} has no model {model!r}; available: {', '.join(store.models)}")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise InputError(f"derived result name {name!r} must be letters, digits, '-' or '_'")
+
+
+@contextmanager
+def derived_writer(store: Store, model: str, name: str, *, provenance: Mapping[str, Any] | None = None,
+                   sidecar: str | Path | None = None, append_dim: str = "layer") -> Iterator[DerivedWriter]:
+    """Write ``derived/<name>`` of ``model`` block by block (e.g. a block of layers at a time, so that
+    memory does not grow with the number of layers), replacing an older result of that name.
+
+    The blocks go to a temporary group that is renamed into place when the ``with`` block ends without
+    an exception; on an exception (or when no block was appended) the old result stays as it was.
+    ``provenance`` (JSON-able) goes into the group's attributes under ``emovec_provenance``.
+    """
+    _check_name(store, model, name)
+    root_dir = results_root(store, sidecar, create=True)
+    assert root_dir is not None
+    _ensure_groups(root_dir, model)
+    final = root_dir / layout.derived_group(model, name)
+    prov = json.loads(json.dumps(dict(provenance or {}), default=str))
+    body_done = False
+    try:
+        with atomic_path(final, tmp=final.with_name(f".{name}.writing")) as tmp:
+            writer = DerivedWriter(root_dir, str(tmp.relative_to(root_dir)), name, prov, append_dim)
+            yield writer
+            body_done = True
+            if writer.blocks == 0:
+                raise InputError(f"derived result {name!r}: nothing was written")
+    except OSError as exc:
+        if not body_done:  # the caller's own error, not the closing rename
+            raise
+        raise StoreError(f"cannot write derived result {name!r} under {str(root_dir)!r}: "
+                         f"{exc.strerror or exc}") from exc
+
+
+def derived_location(store: Store, model: str, name: str, sidecar: str | Path | None = None) -> str:
+    """Where :func:`write_derived` puts ``derived/<name>``: ``PATH::models/<slug>/derived/<name>``."""
+    root_dir = results_root(store, sidecar, create=True)
+    return f"{root_dir}::{layout.derived_group(model, name)}"
+
+
 def write_derived(store: Store, model: str, name: str, result: xr.Dataset, *,
                   provenance: Mapping[str, Any] | None = None, sidecar: str | Path | None = None) -> str:
     """Write ``result`` as ``derived/<name>`` of ``model``, replacing an older result of that name.
@@ -84,28 +160,9 @@ def write_derived(store: Store, model: str, name: str, result: xr.Dataset, *,
     the group's attributes under ``emovec_provenance``. Returns where it was written
     (``PATH::models/<slug>/derived/<name>``).
     """
-    if model not in store.models:
-        raise InputError(f"store {store.location!r} has no model {model!r}; available: {', '.join(store.models)}")
-    if not name.replace("_", "").replace("-", "").isalnum():
-        raise InputError(f"derived result name {name!r} must be letters, digits, '-' or '_'")
-    root_dir = results_root(store, sidecar, create=True)
-    assert root_dir is not None
-    _ensure_groups(root_dir, model)
-    final = root_dir / layout.derived_group(model, name)
-    ds = result.copy()
-    for name_, var in ds.variables.items():  # fixed-width unicode has no zarr v3 spec: store vlen strings
-        if var.dtype.kind == "U":
-            ds[name_] = var.astype(object)
-    ds.attrs = {**ds.attrs, "emovec_provenance": json.loads(json.dumps(dict(provenance or {}), default=str))}
-    try:
-        with (atomic_path(final, tmp=final.with_name(f".{name}.writing")) as tmp, warnings.catch_warnings()):
-            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-            ds.to_zarr(zarr.storage.LocalStore(root_dir), group=str(tmp.relative_to(root_dir)), mode="w",
-                       consolidated=False, zarr_format=3)
-    except OSError as exc:
-        raise StoreError(f"cannot write derived result {name!r} under {str(root_dir)!r}: "
-                         f"{exc.strerror or exc}") from exc
-    return f"{root_dir}::{layout.derived_group(model, name)}"
+    with derived_writer(store, model, name, provenance=provenance, sidecar=sidecar) as writer:
+        writer.append(result)
+    return derived_location(store, model, name, sidecar)
 
 
 def list_derived(store: Store, model: str, sidecar: str | Path | None = None) -> list[str]:
@@ -120,8 +177,10 @@ def list_derived(store: Store, model: str, sidecar: str | Path | None = None) ->
                   and (p / "zarr.json").is_file())
 
 
-def read_derived(store: Store, model: str, name: str, sidecar: str | Path | None = None) -> xr.Dataset:
-    """A derived result as a Dataset (loaded; derived results are small)."""
+def read_derived(store: Store, model: str, name: str, sidecar: str | Path | None = None, *,
+                 load: bool = True) -> xr.Dataset:
+    """A derived result as a Dataset: loaded, or with ``load=False`` lazy (dask, one array chunk per
+    dask chunk) for results too large to hold at once, such as the projections of a big store."""
     available = list_derived(store, model, sidecar)
     if name not in available:
         raise InputError(f"store {store.location!r} has no derived result {name!r} for model {model!r}; "
@@ -129,5 +188,6 @@ def read_derived(store: Store, model: str, name: str, sidecar: str | Path | None
     root_dir = results_root(store, sidecar)
     assert root_dir is not None
     ds: xr.Dataset = xr.open_zarr(zarr.storage.LocalStore(root_dir, read_only=True),
-                                  group=layout.derived_group(model, name), consolidated=False, chunks=None)
-    return ds.load()
+                                  group=layout.derived_group(model, name), consolidated=False,
+                                  chunks={} if not load else None)
+    return ds.load() if load else ds

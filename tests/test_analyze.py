@@ -84,6 +84,60 @@ def test_results_are_the_same_for_the_same_seed(tmp_path: Path) -> None:
     assert first == second
 
 
+def _assert_close(a: object, b: object, where: str = "") -> None:
+    """Equal structure and labels; numbers equal up to summation order (1e-9 relative)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_close(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), where
+    else:
+        assert a == b, where
+
+
+def _without_run_details(results: dict) -> dict:
+    out = {k: v for k, v in results.items() if k not in ("created", "settings", "store")}
+    out["models"] = {m: {k: v for k, v in res.items() if k not in ("timings", "derived")}
+                     for m, res in results["models"].items()}
+    return out
+
+
+def test_blocks_of_layers_give_the_results_of_one_block(tmp_path: Path) -> None:
+    """Memory is bounded by analysing a block of layers at a time; the numbers must not depend on it."""
+    import shutil
+
+    make_analysis_store(tmp_path / "a.zarr", structure=True)
+    shutil.copytree(tmp_path / "a.zarr", tmp_path / "b.zarr")
+    whole = AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False, layer_block=100)
+    steps: list[tuple[str, int, int]] = []
+    one = analyze(tmp_path / "a.zarr", whole)
+    blocked = analyze(tmp_path / "b.zarr", AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False,
+                                                          layer_block=1),
+                      progress=lambda label, done, total: steps.append((label, done, total)))
+    in_memory = analyze(tmp_path / "b.zarr", AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False,
+                                                            layer_block=2, write=False))
+    n_layers = len(one["models"]["m"]["layers"])
+    assert n_layers >= 3
+    _assert_close(_without_run_details(blocked), _without_run_details(one))
+    _assert_close(_without_run_details(in_memory), _without_run_details(one))
+    a, b = (emovec_store.open(tmp_path / name) for name in ("a.zarr", "b.zarr"))
+    for name in ("vectors", "projections"):
+        xr_a, xr_b = read_derived(a, "m", name), read_derived(b, "m", name)
+        for var in xr_a.data_vars:
+            np.testing.assert_allclose(xr_a[var].values, xr_b[var].values, rtol=1e-6, atol=1e-7, err_msg=name)
+        assert xr_a[var].dims == xr_b[var].dims and xr_a.sizes == xr_b.sizes
+    # every step reported once, in order, with the right total; block steps name their layers
+    total = 5 * n_layers + 3
+    assert [(d, t) for _, d, t in steps] == [(i, total) for i in range(total)]
+    assert steps[0][0] == f"vectors (layers {one['models']['m']['layers'][0]}–{one['models']['m']['layers'][0]})"
+    assert [label for label, _, _ in steps[-3:]] == ["probes", "layers", "lens"]
+
+
 def test_cli_writes_a_self_contained_report_and_removes_stale_files(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
     make_analysis_store(path, structure=True)
