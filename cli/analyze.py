@@ -40,13 +40,15 @@ def default_out_dir(store: str) -> Path:
 @click.option("--sidecar", default=None, type=click.Path(), help="Derived-results store for read-only stores.")
 @click.option("--norms", default=None, type=click.Path(dir_okay=False),
               help="TSV of human norms (word, valence, arousal[, dominance]) for emotions the store has none for.")
+@click.option("--layer-block", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Layers analysed together; memory grows with it, the results do not change.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (default: local threads).")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout as well.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: str | None, out_dir: str | None,
             n_permutations: int, n_bootstrap: int, seed: int, denoise: float, no_denoise: bool, baseline: str,
-            no_lens: bool, no_write: bool, sidecar: str | None, norms: str | None, scheduler: str | None, as_json: bool,
-            no_progress: bool) -> None:
+            no_lens: bool, no_write: bool, sidecar: str | None, norms: str | None, layer_block: int,
+            scheduler: str | None, as_json: bool, no_progress: bool) -> None:
     """Emotion vectors, geometry against human norms, probes against text baselines, implicit
     scenarios, intensity, layers and the logit lens for every model of STORE.
 
@@ -61,7 +63,7 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
     options = AnalyzeOptions(models=models or None, readout=readout, layers=layers, n_permutations=n_permutations,
                              n_bootstrap=n_bootstrap, seed=seed, denoise=None if no_denoise else denoise,
                              baseline=baseline, lens=not no_lens, write=not no_write,  # type: ignore[arg-type]
-                             sidecar=sidecar, norms=norms)
+                             sidecar=sidecar, norms=norms, layer_block=layer_block)
     command = command_line(click.get_current_context())
     from tqdm import tqdm
 

@@ -136,6 +136,10 @@ def test_blocks_of_layers_give_the_results_of_one_block(tmp_path: Path) -> None:
     assert [(d, t) for _, d, t in steps] == [(i, total) for i in range(total)]
     assert steps[0][0] == f"vectors (layers {one['models']['m']['layers'][0]}–{one['models']['m']['layers'][0]})"
     assert [label for label, _, _ in steps[-3:]] == ["probes", "layers", "lens"]
+    from emovec.analyses.pipeline import DEFAULT_LAYER_BLOCK
+    from emovec.cli.analyze import analyze as analyze_command
+
+    assert {p.name: p.default for p in analyze_command.params}["layer_block"] == DEFAULT_LAYER_BLOCK
 
 
 def test_cli_writes_a_self_contained_report_and_removes_stale_files(tmp_path: Path) -> None:
