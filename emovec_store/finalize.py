@@ -12,8 +12,7 @@ import json
 import os
 import shutil
 import warnings
-import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +26,7 @@ from . import layout
 from .errors import IncompleteStoreError, IntegrityError, StoreError
 from .nodes import array_at, group_at, json_list, read_values
 from .progress import remove_lock_dir
+from .storefiles import DirTree, FileTree, ZipTree, file_tree, is_litter, is_metadata, read_json, structure_problems
 
 
 class StoreFiles(Protocol):
@@ -45,28 +45,30 @@ class StoreFiles(Protocol):
     def zarr_root(self) -> zarr.Group: ...
 
 
-#: Metadata files of Zarr format 3 (``zarr.json``) and 2 (a ``--zarr-format 2`` export): not chunk files.
-METADATA_FILES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+#: Manifest group attribute saying it covers the metadata documents too (stores sealed before it
+#: existed have manifests of chunk files only, and are verified as such).
+COVERS_METADATA = "covers_metadata"
 
 
-def _is_data_file(rel: str) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return not (name in METADATA_FILES or name.endswith(".partial")
-                or rel.startswith(layout.MANIFEST_GROUP + "/") or layout.is_derived(rel))
+def _in_manifest(rel: str, with_metadata: bool = True) -> bool:
+    """Whether a store file is in the manifest: every chunk file and (``with_metadata``) every metadata
+    document, except the root's documents (they change at finalize, after the manifest is written), the
+    manifest's own files, derived results and writers' temporary files."""
+    if rel.startswith(layout.MANIFEST_GROUP + "/") or layout.is_derived(rel) or is_litter(rel):
+        return False
+    if is_metadata(rel):
+        return with_metadata and "/" in rel
+    return True
 
 
 def _data_files(root: Path) -> Iterator[str]:
-    """Relative paths of the chunk files (every file but metadata, the manifest and temp files)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            if _is_data_file(rel):
-                yield rel
+    """Relative paths of the files the manifest covers, in sorted order."""
+    return (rel for rel in DirTree(root).files if _in_manifest(rel))
 
 
 def manifest(root: Path) -> dict[str, str]:
-    """sha256 of every chunk file of a store directory, by relative path."""
+    """sha256 of every file of a store directory that the manifest covers (chunks and metadata
+    documents), by relative path."""
     return {rel: file_sha256(root / rel) for rel in _data_files(root)}
 
 
@@ -111,7 +113,7 @@ def write_manifest(root: zarr.Group, digests: Mapping[str, str]) -> None:
     """Write (or replace) the manifest group: arrays ``path`` and ``sha256`` along ``file``.
 
     Works on Zarr format 3 stores and on format 2 copies (dimension names in ``_ARRAY_DIMENSIONS``)."""
-    group = root.create_group(layout.MANIFEST_GROUP, overwrite=True)
+    group = root.create_group(layout.MANIFEST_GROUP, overwrite=True, attributes={COVERS_METADATA: True})
     v2 = root.metadata.zarr_format == 2
     for name, values in (("path", list(digests)), ("sha256", list(digests.values()))):
         dims = {"attributes": {"_ARRAY_DIMENSIONS": ["file"]}} if v2 else {"dimension_names": ("file",)}
@@ -138,61 +140,80 @@ def rewrite_root_attributes(path: Path, *, drop_consolidated: bool = False, **up
         tmp.write_bytes(json.dumps(meta, indent=2).encode())
 
 
-def verify(store: StoreFiles) -> list[str]:
-    """Re-hash every chunk file against the manifest written at finalize.
+def verify(store: StoreFiles | str | os.PathLike[str]) -> list[str]:
+    """Check a finalized store: its metadata documents, then every file against the manifest.
 
-    Derived results (``models/<slug>/derived/``) are not part of the manifest and not checked here;
-    :func:`derived_groups` lists them. Returns one line per problem (``damaged: PATH``,
-    ``missing: PATH``, ``unexpected: PATH``); empty when the store is intact. Works on store
-    directories and zip exports.
+    Takes an open store or a location (a store too damaged to open can still be verified). Derived
+    results (``models/<slug>/derived/``) are not part of the manifest and not checked here;
+    :func:`derived_groups` lists them. Returns one line per problem (``bad metadata: PATH (why)``,
+    ``damaged: PATH``, ``missing: PATH``, ``unexpected: PATH``, ``symlink: PATH``); empty when the
+    store is intact. Works on store directories and zip exports.
     """
-    if not store.complete:
-        raise IncompleteStoreError(f"store {store.location!r} is not finalized, so it has no manifest yet")
-    expected = read_manifest(store)
-    location = Path(store.location)
-    digest: Callable[[str], str]
-    if store.local_path is not None:
-        present = set(_data_files(location))
-
-        def digest(rel: str) -> str:
-            return file_sha256(location / rel)
-    elif location.suffix == ".zip":
-        zf = zipfile.ZipFile(location)
-        present = {n for n in zf.namelist() if not n.endswith("/") and _is_data_file(n)}
-
-        def digest(rel: str) -> str:
-            with zf.open(rel) as fh:
-                return file_sha256(fh)
-    else:
+    location = store if isinstance(store, str | os.PathLike) else store.location
+    tree = file_tree(str(location))
+    if tree is None:
         raise StoreError("verify needs a local store directory or zip file (download a URL store first)")
-    problems = []
+    problems = structure_problems(tree)
+    root_doc = ".zattrs" if "zarr.json" not in tree.files and ".zgroup" in tree.files else "zarr.json"
+    root, _ = read_json(tree, root_doc)
+    if root is None:
+        return problems  # structure_problems names the root document
+    attrs = root.get("attributes", root) if root_doc == "zarr.json" else root
+    if not (isinstance(attrs, dict) and attrs.get("complete") is True):
+        if problems:
+            return problems
+        raise IncompleteStoreError(f"store {str(location)!r} is not finalized, so it has no manifest yet")
+    try:
+        expected, with_metadata = _manifest_of(tree)
+    except StoreError as exc:
+        return [*problems, f"damaged: {layout.MANIFEST_GROUP} ({exc})"]
+    present = {rel for rel in tree.files if _in_manifest(rel, with_metadata)}
     for rel, hexdigest in expected.items():
         if rel not in present:
             problems.append(f"missing: {rel}")
-        elif digest(rel) != hexdigest:
+            continue
+        try:
+            same = tree.sha256(rel) == hexdigest
+        except OSError as exc:
+            problems.append(f"damaged: {rel} (unreadable: {exc})")
+            continue
+        if not same:
             problems.append(f"damaged: {rel}")
     problems += [f"unexpected: {rel}" for rel in sorted(present - set(expected))]
     return problems
 
 
-def derived_groups(store: StoreFiles) -> list[str]:
+def _manifest_of(tree: FileTree) -> tuple[dict[str, str], bool]:
+    """The manifest of a store's files (path -> sha256) and whether it covers metadata documents;
+    :class:`StoreError` if it cannot be read."""
+    location = tree.location
+    zstore = (zarr.storage.ZipStore(location, mode="r", read_only=True) if isinstance(tree, ZipTree)
+              else zarr.storage.LocalStore(location, read_only=True))
+    try:
+        group = zarr.open_group(zstore, path=layout.MANIFEST_GROUP, mode="r", use_consolidated=False)
+        paths, digests = read_values(group, "path").tolist(), read_values(group, "sha256").tolist()
+        with_metadata = group.attrs.get(COVERS_METADATA) is True
+    except Exception as exc:  # any failure to read the manifest is a damaged manifest, named as such
+        raise StoreError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+    if len(paths) != len(digests):
+        raise StoreError(f"{len(paths)} paths but {len(digests)} hashes")
+    return dict(zip(map(str, paths), map(str, digests))), with_metadata
+
+
+def derived_groups(store: StoreFiles | str | os.PathLike[str]) -> list[str]:
     """The derived results in a store directory or zip, as ``models/<slug>/derived/<name>`` paths."""
-    location = Path(store.location)
-    if store.local_path is not None:
-        names = [str(p.parent.relative_to(location)).replace(os.sep, "/")
-                 for meta in ("zarr.json", ".zgroup")  # format 3, or a format 2 copy
-                 for p in location.glob(f"models/*/{layout.DERIVED}/*/{meta}")]
-    elif location.suffix == ".zip":
-        with zipfile.ZipFile(location) as zf:
-            names = [n.rsplit("/", 1)[0] for n in zf.namelist() if n.endswith("/zarr.json")]
-    else:
+    location = store if isinstance(store, str | os.PathLike) else store.location
+    tree = file_tree(str(location))
+    if tree is None:
         return []
+    names = [rel.rsplit("/", 1)[0] for rel in tree.files if rel.endswith(("/zarr.json", "/.zgroup"))]
     return sorted(n for n in names if layout.is_derived(n) and n.count("/") == 3 and
                   not n.rsplit("/", 1)[-1].startswith("."))
 
 
-def check_integrity(store: StoreFiles) -> None:
+def check_integrity(store: StoreFiles | str | os.PathLike[str]) -> None:
     """Raise :class:`IntegrityError` listing every problem :func:`verify` finds."""
     problems = verify(store)
     if problems:
-        raise IntegrityError(f"{len(problems)} problem(s) in {store.location!r}: " + "; ".join(problems))
+        location = store if isinstance(store, str | os.PathLike) else store.location
+        raise IntegrityError(f"{len(problems)} problem(s) in {str(location)!r}: " + "; ".join(problems))

@@ -23,17 +23,21 @@ from emovec.common.hashing import json_lines_sha256, text_sha256
 from . import layout
 from .dtypes import StorageDtype, bf16_bits_to_float32, fill_value, parse_storage_dtype, physical_dtype
 from .errors import (
+    EmovecError,
     IncompatibleStoreError,
     IncompleteStoreError,
     InputError,
     ReadOnlyStoreError,
     SchemaVersionError,
+    StoreError,
     StoreNotFoundError,
 )
 from .finalize import seal, unseal
 from .finalize import verify as verify_files
+from .guarded import GuardedStore, http_storage_options
 from .nodes import group_at, read_values
 from .progress import Progress, done_flags
+from .storefiles import check_structure
 from .writer import StreamWriter
 
 Mode = Literal["r", "r+"]
@@ -234,16 +238,19 @@ def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:
     if "://" in location:
         if mode != "r":
             raise ReadOnlyStoreError(f"stores at URLs open read-only: {location}")
-        return zarr.storage.FsspecStore.from_url(location, read_only=True), None
+        options = http_storage_options() if location.startswith(("http://", "https://")) else None
+        return zarr.storage.FsspecStore.from_url(location, read_only=True, storage_options=options), None
     path = Path(location)
     if path.suffix == ".zip":
         if not path.is_file():
             raise StoreNotFoundError(f"no such file: {location!r}")
         if mode != "r":
             raise ReadOnlyStoreError(f"zip stores open read-only: {location}")
+        check_structure(location)  # before zarr parses anything: one line naming a damaged entry
         return zarr.storage.ZipStore(path, mode="r", read_only=True), None
     if not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
         raise StoreNotFoundError(f"no emovec store at {location!r} (no zarr.json there)")
+    check_structure(location)  # before zarr parses anything: one line naming a damaged document
     return zarr.storage.LocalStore(path, read_only=(mode == "r")), path
 
 
@@ -255,11 +262,17 @@ def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = Fal
     """
     location = str(path_or_url)
     zstore, local = _zarr_store(location, mode)
+    guarded = GuardedStore(zstore, location, check_hashes="://" in location) if mode == "r" else None
     try:
-        root = zarr.open_group(zstore, mode="r" if mode == "r" else "r+",
+        root = zarr.open_group(guarded or zstore, mode="r" if mode == "r" else "r+",
                                use_consolidated=None if mode == "r" else False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreNotFoundError(f"no emovec store at {location!r}") from exc
+    except EmovecError:
+        raise
+    except Exception as exc:  # a URL store's metadata cannot be checked beforehand: name what failed
+        raise StoreError(f"cannot read the metadata of store {location!r} ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
     attrs = dict(root.attrs)
     if attrs.get("emovec_schema") != layout.SCHEMA_VERSION:
         raise SchemaVersionError(f"{location!r} has emovec_schema={attrs.get('emovec_schema')!r}; this "
@@ -268,7 +281,26 @@ def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = Fal
         raise IncompleteStoreError(
             f"store {location!r} is not finalized (extraction unfinished or `emovec store finalize` not run); "
             "pass allow_partial=True to read it anyway (unwritten rows are NaN)")
-    return Store(root, zstore, location, local, mode)
+    if guarded is not None and attrs.get("complete"):
+        guarded.expected = _manifest_keys(root, location)
+    return Store(root, guarded or zstore, location, local, mode)
+
+
+def _manifest_keys(root: zarr.Group, location: str) -> dict[str, str]:
+    """The manifest of a finalized store (key -> sha256); :class:`StoreError` if it cannot be read."""
+    try:
+        group = group_at(root, layout.MANIFEST_GROUP)
+        keys = [str(k) for k in read_values(group, "path").tolist()]
+        digests = [str(d) for d in read_values(group, "sha256").tolist()]
+    except EmovecError:
+        raise
+    except Exception as exc:  # a deleted or truncated manifest: the store is damaged, say so in one line
+        raise StoreError(f"store {location!r} is damaged: its manifest cannot be read ({type(exc).__name__}: "
+                         f"{str(exc)[:100]}); `emovec store verify` lists every problem") from None
+    if len(keys) != len(digests):
+        raise StoreError(f"store {location!r} is damaged: its manifest has {len(keys)} paths but "
+                         f"{len(digests)} hashes")
+    return dict(zip(keys, digests))
 
 
 class Store:

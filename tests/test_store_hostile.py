@@ -2,14 +2,24 @@
 servers, filesystem errors. Every one ends in one clear line and the documented exit code."""
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import emovec_store
+from emovec.cli.main import cli
+
+from .synthetic import make_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,3 +41,133 @@ def test_a_kill_during_creation_leaves_a_store_a_rerun_completes(tmp_path: Path,
     assert rerun.returncode == 0, rerun.stderr
     assert emovec_store.open(path).complete
     assert not list(tmp_path.glob(".*.creating"))  # the killed creation's tree is cleaned up
+
+
+POOLED = "models/m/mean_from_50/pooled"
+
+
+def _edit_json(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _set_consolidated(key: str, field: str, value: object) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        _edit_json(store / "zarr.json", lambda d: d["consolidated_metadata"]["metadata"][key].update({field: value}))
+    return damage
+
+
+def _truncate(rel: str) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        data = (store / rel).read_bytes()
+        (store / rel).write_bytes(data[: len(data) // 2])
+    return damage
+
+
+def _write(rel: str, data: bytes) -> Callable[[Path], None]:
+    return lambda store: (store / rel).write_bytes(data)
+
+
+def _symlink_loop(rel: str) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        (store / rel).unlink()
+        (store / rel).symlink_to(store / rel)
+    return damage
+
+
+#: name -> (damage, a problem `verify` must name)
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "root empty": (_write("zarr.json", b""), "bad metadata: zarr.json (empty)"),
+    "root truncated": (_truncate("zarr.json"), "bad metadata: zarr.json (not JSON"),
+    "root garbage": (_write("zarr.json", b"\xff\xfe\x00garbage"), "bad metadata: zarr.json (not JSON"),
+    "root a list": (_write("zarr.json", b"[1, 2]"), "bad metadata: zarr.json (a JSON list"),
+    "group empty": (_write("models/m/zarr.json", b""), "bad metadata: models/m/zarr.json (empty)"),
+    "array truncated": (_truncate(f"{POOLED}/zarr.json"), f"bad metadata: {POOLED}/zarr.json (not JSON"),
+    "array garbage": (_write(f"{POOLED}/zarr.json", b'{"zarr_format": 3, "node_type": "array"}'),
+                      f"bad metadata: {POOLED}/zarr.json (invalid array metadata"),
+    "array shape edited": (lambda s: _edit_json(s / f"{POOLED}/zarr.json", lambda d: d.update(shape=[3, 60, 8])),
+                           f"damaged: {POOLED}/zarr.json"),
+    "consolidated shape edited": (_set_consolidated(POOLED, "shape", [3, 60, 8]),
+                                  f"consolidated entry '{POOLED}' differs from {POOLED}/zarr.json in shape"),
+    "consolidated dtype edited": (_set_consolidated(POOLED, "data_type", "float64"),
+                                  "differs from models/m/mean_from_50/pooled/zarr.json in data_type"),
+    "manifest deleted": (lambda s: shutil.rmtree(s / "_manifest"), "missing: _manifest/path/zarr.json"),
+    "manifest truncated": (_truncate("_manifest/path/c/0"), "damaged: _manifest ("),
+    "chunk symlink loop": (_symlink_loop(f"{POOLED}/c/0/0/0"), f"symlink: {POOLED}/c/0/0/0"),
+}
+
+
+def invoke(*args: str) -> Result:
+    """The emovec CLI in this process (the damage tests run many commands; a subprocess each is slow)."""
+    return CliRunner().invoke(cli, list(args))
+
+
+def _one_line_error(result: Result, code: int = 3) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finalized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pristine") / "s.zarr"
+    make_store(path)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_metadata_gives_one_line_and_verify_names_it(finalized: Path, tmp_path: Path, case: str) -> None:
+    damage, expected = DAMAGE[case]
+    path = tmp_path / "s.zarr"
+    shutil.copytree(finalized, path)
+    assert emovec_store.verify(path) == []
+    damage(path)
+    for command in ("info", "ls"):
+        assert str(path) in _one_line_error(invoke("store", command, str(path)))
+    with pytest.raises(emovec_store.StoreError):
+        emovec_store.open(path).dataset("m").load()
+    result = invoke("store", "verify", str(path))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert any(expected in line for line in result.stderr.splitlines()), result.stderr
+
+
+def test_complete_set_by_hand_on_an_unfinalized_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    make_store(path, finalize=False)
+    _edit_json(path / "zarr.json", lambda d: d["attributes"].update(complete=True))
+    assert "has no consolidated metadata" in _one_line_error(invoke("store", "info", str(path)))
+    result = invoke("store", "verify", str(path))
+    assert result.exit_code == 1 and "missing: _manifest/path/zarr.json" in result.stderr, result.stderr
+
+
+def test_edited_array_metadata_is_caught_by_the_manifest(finalized: Path, tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    shutil.copytree(finalized, path)
+    # an edit that keeps the consolidated block and the node document in agreement: only hashes see it
+    for rel in (f"{POOLED}/zarr.json",):
+        _edit_json(path / rel, lambda d: d["attributes"].update(emovec_logical_dtype="bfloat16"))
+    _edit_json(path / "zarr.json", lambda d: d["consolidated_metadata"]["metadata"][POOLED]["attributes"]
+               .update(emovec_logical_dtype="bfloat16"))
+    assert emovec_store.verify(path) == [f"damaged: {POOLED}/zarr.json"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), where=st.sampled_from(["zarr.json", "models/m/zarr.json",
+                                                             f"{POOLED}/zarr.json", "stimuli/stimulus/zarr.json"]))
+def test_random_bytes_as_metadata_give_a_store_error_never_a_traceback(finalized: Path, tmp_path: Path,
+                                                                      data: bytes, where: str) -> None:
+    path = tmp_path / "fuzz.zarr"
+    if not path.exists():
+        shutil.copytree(finalized, path)
+    original = (path / where).read_bytes()
+    (path / where).write_bytes(data)
+    try:
+        with pytest.raises(emovec_store.StoreError):
+            emovec_store.info(emovec_store.open(path))
+        assert emovec_store.verify(path)
+    finally:
+        (path / where).write_bytes(original)
