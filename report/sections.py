@@ -228,6 +228,12 @@ def probes_section(model: Mapping[str, Any], prefix: str, title: str) -> list[Bl
         if e is None:
             why = skip_reason(model, name, f"probes.{name}") or NOT_IN_RESULTS
             blocks.append(para(f"Baseline {name}: skipped: {why}."))
+    refit = get(probes, "centroid_refit_default")
+    if value(refit) is not None:
+        blocks.append(para(f"Centroid readout at layer {get(probes, 'default_layer')}, with a full-refit permutation "
+                           "test (labels shuffled within topic, the readout refitted on every training fold per "
+                           f"shuffle): accuracy {fmt_est(refit, 'stories')}. The per-layer p-values below hold the "
+                           "out-of-fold predictions fixed and can be slightly liberal; this one cannot."))
     selected = get(probes, "selected", "accuracy")
     if value(selected) is not None:
         chosen = get(probes, "selected", "layers") or []

@@ -11,6 +11,7 @@ from emovec.analyses.baselines import bag_of_words_baseline, length_baseline
 from emovec.analyses.probes import (
     accuracy_estimates,
     centroid_predictions,
+    centroid_refit_estimate,
     margin_estimates,
     nested_layer_selection,
     probe_pipeline,
@@ -87,6 +88,8 @@ def test_planted_classes_are_recovered_with_tight_ci_and_small_p() -> None:
     confusion = np.asarray(d["confusion_default"])
     assert confusion.sum() == 72 and np.trace(confusion) > 0.9 * 72
     assert d["default_layer"] == 1 and d["skipped"] == {}
+    refit = d["centroid_refit_default"]
+    assert refit["value"] == d["centroid"][1]["value"] and refit["p"] == 1 / (FAST["n_permutations"] + 1)
 
 
 def test_pure_noise_gives_a_null() -> None:
@@ -98,6 +101,8 @@ def test_pure_noise_gives_a_null() -> None:
         assert abs(est["null_mean"] - chance) < 0.02
     for est in d["baselines"].values():
         assert abs(est["value"] - chance) < 0.1 and est["p"] > 0.05
+    refit = d["centroid_refit_default"]
+    assert refit["p"] > 0.05 and abs(refit["null_mean"] - chance) < 0.03
 
 
 def test_topic_confound_does_not_inflate_grouped_accuracy() -> None:
@@ -217,7 +222,7 @@ def test_to_dict_has_exactly_the_documented_keys() -> None:
     d = run_probes(stories(signal=1.0), **FAST).to_dict()
     assert set(d) == {"n", "n_classes", "classes", "n_topics", "n_splits", "chance", "reduction", "layer", "probe",
                       "centroid", "baselines", "best_baseline", "margin", "selected", "default_layer",
-                      "confusion_default", "skipped"}
+                      "confusion_default", "skipped", "centroid_refit_default"}
     assert set(d["baselines"]) == {"length", "bag_of_words", "shuffled"}
     assert set(d["selected"]) == {"layers", "accuracy"}
     assert len(d["probe"]) == len(d["centroid"]) == len(d["margin"]) == len(d["layer"]) == 3
@@ -248,3 +253,17 @@ def test_store_labels_of_numpy_string_dtype_are_read() -> None:
                                   for c in ("emotion", "topic")})
     assert typed["emotion"].dtype.kind == "T"
     assert run_probes(typed, texts, **FAST).to_dict() == run_probes(pooled, texts, **FAST).to_dict()
+
+
+def test_the_full_refit_null_refits_on_shuffled_training_labels() -> None:
+    """Each shuffle refits on shuffled labels: a readout that memorised the true labels would give a null
+    near its observed accuracy; here the null sits at chance while the observed accuracy is high, and the
+    p-value is (k + 1)/(n + 1) with the CI of the fixed-prediction estimate (same draws)."""
+    pooled = stories(signal=1.2, seed=3)
+    fold = topic_folds(pooled["topic"], 5)
+    refit = centroid_refit_estimate(pooled, fold, 2, n_permutations=99, n_bootstrap=99, seed=5)
+    fixed = accuracy_estimates(centroid_predictions(pooled, fold).sel(layer=2), n_permutations=99, n_bootstrap=99,
+                               seed=5)[0]
+    assert refit.value == fixed.value and refit.ci == fixed.ci and refit.n == 72
+    assert refit.value > 0.5 and refit.null_mean is not None and abs(refit.null_mean - 0.25) < 0.05
+    assert refit.p is not None and round(refit.p * 100, 9) == int(round(refit.p * 100))

@@ -28,3 +28,11 @@ def test_the_scaling_benchmark_runs_at_toy_size(tmp_path: Path) -> None:
     assert len(summary["peak_ratio_to_1x"]) == 2 and isinstance(summary["flat"], bool)
     assert "| 2× | 6 |" in done.stdout and "peak RSS" in done.stdout
     assert not any(p.suffix == ".zarr" for p in tmp_path.rglob("*"))  # the stores are removed
+
+
+def test_the_probe_calibration_benchmark_runs_at_toy_size() -> None:
+    script = SCRIPT.with_name("probe_calibration.py")
+    done = subprocess.run([sys.executable, str(script), "--datasets", "3", "--permutations", "19"],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr
+    assert "full refit" in done.stdout and "covers chance" in done.stdout
