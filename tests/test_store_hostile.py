@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,52 @@ def test_random_bytes_as_metadata_give_a_store_error_never_a_traceback(finalized
         assert emovec_store.verify(path)
     finally:
         (path / where).write_bytes(original)
+
+
+@pytest.fixture(scope="module")
+def zipped(finalized: Path) -> Path:
+    out = finalized.parent / "s.zip"
+    emovec_store.export_zip(emovec_store.open(finalized), out)
+    return out
+
+
+def test_a_zip_export_opens_and_verifies_clean(zipped: Path) -> None:
+    assert emovec_store.open(zipped).models == ["m"] and emovec_store.verify(zipped) == []
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "truncated", "empty"])
+def test_a_non_zip_or_truncated_zip_gives_one_line(zipped: Path, tmp_path: Path, damage: str) -> None:
+    data = zipped.read_bytes()
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes({"not a zip": b"PK\x03\x04 this is not a zip file", "truncated": data[: len(data) // 2],
+                     "empty": b""}[damage])
+    for command in ("info", "ls", "verify"):
+        assert str(bad) in _one_line_error(invoke("store", command, str(bad)))
+
+
+def test_a_compressed_zip_entry_is_refused_before_it_is_inflated(zipped: Path, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zipped) as src, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        # 64 MiB of zeros deflate to about 64 KiB: what a zip bomb's entry looks like
+        dst.writestr(f"{POOLED}/c/0/0/9", b"\0" * 2**26, compress_type=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < zipped.stat().st_size + 2**20
+    line = _one_line_error(invoke("store", "info", str(bomb)))
+    assert f"{POOLED}/c/0/0/9" in line and "compressed" in line
+    with pytest.raises(emovec_store.StoreError, match="compressed"):
+        emovec_store.verify(bomb)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2000), keep=st.integers(min_value=0, max_value=99))
+def test_random_or_cut_bytes_as_a_zip_give_a_store_error(zipped: Path, tmp_path: Path, data: bytes,
+                                                        keep: int) -> None:
+    original = zipped.read_bytes()
+    bad = tmp_path / "fuzz.zip"
+    bad.write_bytes(original[: len(original) * keep // 100] + data)
+    try:
+        emovec_store.info(emovec_store.open(bad))
+    except emovec_store.StoreError:
+        return
+    assert emovec_store.verify(bad) != [], "a changed zip must fail to open or fail verify"
