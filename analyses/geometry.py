@@ -47,7 +47,6 @@ from .stats import (
     estimate_from_replicates,
     json_float,
     permutation_p,
-    stratified_bootstrap_indices,
 )
 from .vectors import Baseline, check_pooled
 
@@ -250,6 +249,20 @@ def _infer_baseline(v: np.ndarray, means: np.ndarray, layer: int) -> Baseline:
     return "mean" if gap <= _CONSISTENCY_TOL else "neutral"
 
 
+def _replicate_weights(sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per emotion, ``(n_bootstrap, size)`` weights ``(count − 1)/size`` of its stories in each replicate:
+    the change of the class mean is ``weights @ stories``. The draws are those of
+    :func:`stratified_bootstrap_indices` on the emotion codes (same generator calls, same order), counted
+    one emotion at a time so that no ``(n_bootstrap, all stories)`` index array is held."""
+    out = []
+    for size in sizes:
+        drawn = rng.integers(0, size, size=(n_bootstrap, size))
+        counts = np.zeros((n_bootstrap, size))
+        np.add.at(counts, (np.repeat(np.arange(n_bootstrap), size), drawn.ravel()), 1.0)
+        out.append((counts - 1.0) / size)
+    return out
+
+
 def bootstrap_cosines(vectors: xr.DataArray, stories: xr.DataArray, *, components: xr.DataArray | None = None,
                       baseline: Baseline | None = None, n_bootstrap: int = DEFAULT_BOOTSTRAP,
                       rng: int | np.random.Generator | None = None) -> xr.DataArray:
@@ -290,22 +303,18 @@ def bootstrap_cosines(vectors: xr.DataArray, stories: xr.DataArray, *, component
     rows, codes = _story_rows(stories, names)
     sizes = np.bincount(codes, minlength=len(names))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    draws = stratified_bootstrap_indices(codes, n_bootstrap, as_rng(rng))
-    counts = np.bincount((np.arange(n_bootstrap)[:, None] * rows.size + draws).ravel(),
-                         minlength=n_bootstrap * rows.size).reshape(n_bootstrap, rows.size)
-    weights = (counts - 1.0) / sizes[codes][None, :]
-    blocks = [np.ascontiguousarray(weights[:, bounds[e]:bounds[e + 1]]) for e in range(len(names))]
+    blocks = _replicate_weights(sizes, n_bootstrap, as_rng(rng))
     picked = stories.isel(stimulus=rows)
     v_all = _values(vectors)
     layers = vectors["layer"].values
     out = np.empty((len(layers), n_bootstrap, len(names), len(names)), dtype=np.float32)
     for i, layer in enumerate(layers):
-        x = np.asarray(picked.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)
+        x = np.array(picked.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)  # a copy
         with one_thread():
             if components is not None:
                 c = np.asarray(components.sel(layer=layer).transpose("component", "hidden").values,
                                dtype=np.float64)
-                x = x - (x @ c.T) @ c
+                x -= (x @ c.T) @ c  # in place: one layer's stories are the largest array here
             v = v_all[i]
             xs = [x[bounds[e]:bounds[e + 1]] for e in range(len(names))]
             inferred = _infer_baseline(v, np.stack([xe.mean(axis=0) for xe in xs]), int(layer))

@@ -299,3 +299,19 @@ def test_string_dtype_labels_from_the_store_give_the_same_result() -> None:
     kwargs = {"n_permutations": P, "n_bootstrap": 20, "seed": 1}
     assert (run_geometry(vectors, labelled, store_like, **kwargs).to_dict()
             == run_geometry(vectors, stories, table, **kwargs).to_dict())
+
+
+def test_replicate_weights_count_the_stratified_bootstrap_draws() -> None:
+    """The per-emotion weights are the counts of :func:`stratified_bootstrap_indices` (same generator)."""
+    from emovec.analyses.geometry import _replicate_weights
+    from emovec.analyses.stats import stratified_bootstrap_indices
+
+    codes = np.repeat(np.arange(5), [3, 7, 2, 9, 4])
+    sizes, n = np.bincount(codes), 50
+    draws = stratified_bootstrap_indices(codes, n, np.random.default_rng(3))
+    counts = np.stack([np.bincount(row, minlength=codes.size) for row in draws])
+    expected = (counts - 1.0) / sizes[codes][None, :]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    weights = _replicate_weights(sizes, n, np.random.default_rng(3))
+    for e in range(5):
+        np.testing.assert_array_equal(weights[e], expected[:, bounds[e]:bounds[e + 1]])
