@@ -221,3 +221,31 @@ def test_random_or_cut_bytes_as_a_zip_give_a_store_error(zipped: Path, tmp_path:
     except emovec_store.StoreError:
         return
     assert emovec_store.verify(bad) != [], "a changed zip must fail to open or fail verify"
+
+
+@pytest.mark.parametrize("plant", ["symlink", "unexpected file"])
+@pytest.mark.parametrize("fmt", ["--zip", "--zarr-format"])
+def test_export_refuses_a_planted_link_or_file_and_names_it(finalized: Path, tmp_path: Path, plant: str,
+                                                            fmt: str) -> None:
+    path = tmp_path / "s.zarr"
+    shutil.copytree(finalized, path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for sharing")
+    notes = path / "models/m/notes"
+    if plant == "symlink":
+        notes.symlink_to(secret)
+    else:
+        notes.write_text("stray")
+    out = tmp_path / ("out.zip" if fmt == "--zip" else "out.zarr")
+    args = ["--zip", str(out)] if fmt == "--zip" else ["--zarr-format", "2", str(out)]
+    result = invoke("store", "export", str(path), *args)
+    line = _one_line_error(result, code=3 if plant == "symlink" else 1)  # a link is refused when opening
+    assert "models/m/notes" in line and ("symlink" if plant == "symlink" else "unexpected") in line
+    assert not out.exists() and not list(tmp_path.glob("out*"))
+
+
+def test_export_into_a_missing_or_unwritable_place_gives_one_line(finalized: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _one_line_error(invoke("store", "export", str(finalized), "--zip", str(blocker / "out.zip")))
+    assert "a-file" in line
