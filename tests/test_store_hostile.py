@@ -2,13 +2,17 @@
 servers, filesystem errors. Every one ends in one clear line and the documented exit code."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +253,75 @@ def test_export_into_a_missing_or_unwritable_place_gives_one_line(finalized: Pat
     blocker.write_text("")
     line = _one_line_error(invoke("store", "export", str(finalized), "--zip", str(blocker / "out.zip")))
     assert "a-file" in line
+
+
+class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory, but answers one path (``fault_path``) with ``fault``: 404, 500, garbage, hang."""
+
+    fault_path = ""
+    fault = ""
+    release = threading.Event()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.fault_path and self.path.endswith(self.fault_path):
+            if self.fault == "hang":
+                self.release.wait(60)
+                return
+            if self.fault == "garbage":
+                body = b"\x00garbage" * 10
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_error(int(self.fault))
+            return
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def faulty_server(directory: Path, fault_path: str, fault: str) -> Iterator[str]:
+    handler = type("Handler", (_FaultyHandler,), {"fault_path": fault_path, "fault": fault,
+                                                  "release": threading.Event()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/s.zarr"
+    finally:
+        handler.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+CHUNK = f"{POOLED}/c/0/1/0"
+
+
+@pytest.mark.parametrize("fault", ["404", "500", "garbage", "hang"])
+def test_http_chunk_faults_are_errors_naming_the_url_and_key(finalized: Path, fault: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "1")
+    with faulty_server(finalized.parent, CHUNK, fault) as url:
+        store = emovec_store.open(url)  # the metadata is served fine
+        with pytest.raises(emovec_store.StoreError) as caught:
+            store.dataset("m").pooled.load()
+    message = str(caught.value)
+    assert f"{url}/{CHUNK}" in message
+    assert {"404": "is missing", "500": "HTTP 500", "garbage": "sha256",
+            "hang": "no answer within 1 s"}[fault] in message, message
+
+
+def test_http_metadata_fault_gives_one_line_exit_3(finalized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "1")
+    with faulty_server(finalized.parent, "s.zarr/zarr.json", "500") as url:
+        line = _one_line_error(invoke("store", "info", url))
+    assert url in line and "500" in line
+
+
+def test_a_bad_timeout_setting_is_an_input_error(finalized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "soon")
+    with faulty_server(finalized.parent, "", "") as url:
+        assert "EMOVEC_HTTP_TIMEOUT" in _one_line_error(invoke("store", "info", url), code=2)
