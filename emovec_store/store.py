@@ -34,6 +34,7 @@ from .errors import (
 )
 from .finalize import seal, unseal
 from .finalize import verify as verify_files
+from .fserrors import reported
 from .guarded import GuardedStore, http_storage_options
 from .nodes import group_at, read_values
 from .progress import Progress, done_flags
@@ -171,7 +172,8 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
     _remove_stale_creations(path)
     # Built whole under a temporary name beside the store and renamed into place: a kill at any moment
     # leaves either no store or a complete empty one, never a root without its schema attributes.
-    with atomic_path(path, tmp=_creating_path(path, os.getpid()), exclusive=True) as tmp:
+    with (reported(f"creating store {str(path)!r}", path),
+          atomic_path(path, tmp=_creating_path(path, os.getpid()), exclusive=True) as tmp):
         _build_store(tmp, table, stimuli.attrs.get("corpus", {}), digest, store_text=store_text, final=path)
     # exclusive: if another process created the same store first, its store was kept; check it is ours
     return create(path, stimuli, store_text=store_text, exist_ok=True)
@@ -621,7 +623,8 @@ class Store:
         if missing:
             raise IncompleteStoreError("cannot finalize, batches are missing in: " + ", ".join(missing) +
                                        "; resume the extraction first")
-        seal(path, self._root, readouts)
+        with reported(f"finalizing store {self.location!r}", path):
+            seal(path, self._root, readouts)
 
     def verify(self) -> list[str]:
         """Re-hash every chunk file against the manifest; returns the damaged/missing/unexpected files."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,16 @@ from emovec.common.files import atomic_path
 from . import layout
 from .dtypes import StorageDtype, encode_batch, fill_value, parse_storage_dtype, physical_dtype
 from .errors import InputError, StoreError
+from .fserrors import reported
 from .nodes import array_at, group_at, json_int, json_list
 from .progress import RowChunkLocks, done_flags, mark_done
 
 Memmap = np.memmap[Any, np.dtype[Any]]
+
+
+def _fill_chunk_file(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], fill: float | int) -> None:
+    """Write a new chunk file whole, every element the fill value (the bytes of an unwritten row)."""
+    np.full(shape, fill, dtype=dtype).tofile(path)
 
 
 def _open_chunk(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], fill: float | int) -> Memmap:
@@ -38,7 +45,7 @@ def _open_chunk(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], fill: 
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if not path.exists():
         with atomic_path(path, exclusive=True) as tmp:  # if another writer created it first, use theirs
-            np.full(shape, fill, dtype=dtype).tofile(tmp)
+            _fill_chunk_file(tmp, shape, dtype, fill)
     size = path.stat().st_size
     if size != nbytes:
         raise StoreError(f"chunk file {str(path)!r} has {size} bytes, expected {nbytes}; the store is "
@@ -63,6 +70,7 @@ class StreamWriter:
                  shard: tuple[int, int] | None = None, sync_interval: float = 1.0) -> None:
         readout_dir = store_dir / layout.readout_group(model, readout)
         self.model, self.readout, self._dir, self._group = model, readout, readout_dir, group
+        self._store_dir = store_dir
         attrs = group.attrs
         self.per_token = attrs["kind"] == "tokens"
         self.storage: StorageDtype = parse_storage_dtype(str(attrs["storage_dtype"]))
@@ -116,6 +124,10 @@ class StreamWriter:
 
     def sync(self) -> None:
         """Flush every chunk written since the last sync, then set those batches' done flags."""
+        with self._reported():
+            self._sync()
+
+    def _sync(self) -> None:
         for key in self._dirty:
             self._maps[key].flush()
         self._dirty.clear()
@@ -151,10 +163,26 @@ class StreamWriter:
             raise InputError(f"batch {batch} of {self.model}/{self.readout} must have shape {expected}, "
                              f"got {tuple(data.shape)}")
         encoded, max_abs = encode_batch(data, self.storage, self.layers)
-        self._write_rows(start, stop, encoded)
+        with self._reported():
+            self._write_rows(start, stop, encoded)
         self._unflagged.append((batch, max_abs))
         if time.monotonic() - self._last_sync >= self.sync_interval:
             self.sync()
+
+    def _reported(self) -> AbstractContextManager[None]:
+        """OSErrors (disk full, read-only) while writing, as one line naming the store and the space needed."""
+        return reported(f"writing store {str(self._store_dir)!r}", self._dir, needed_bytes=self.bytes_still_needed())
+
+    def bytes_still_needed(self) -> int:
+        """Bytes of this writer's chunk files not yet on disk (what a full disk must make room for)."""
+        chunk_bytes = self._rows_per_chunk * self.hidden * self._dtype.itemsize
+        if self.per_token:
+            assert self._offsets is not None
+            n_chunks = -(-int(self._offsets[-1]) // self._rows_per_chunk)
+        else:
+            n_chunks = len(self.chunks)
+        on_disk = sum(1 for _ in self._array_dir.glob("c/*/*/*")) if self._array_dir.is_dir() else 0
+        return max(0, len(self.layers) * n_chunks - on_disk) * chunk_bytes
 
     def _write_rows(self, start: int, stop: int, encoded: np.ndarray) -> None:
         """Copy rows ``[start, stop)`` of every layer into the chunk files they fall in."""

@@ -325,3 +325,43 @@ def test_a_bad_timeout_setting_is_an_input_error(finalized: Path, monkeypatch: p
     monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "soon")
     with faulty_server(finalized.parent, "", "") as url:
         assert "EMOVEC_HTTP_TIMEOUT" in _one_line_error(invoke("store", "info", url), code=2)
+
+
+def test_a_full_disk_while_writing_is_one_line_and_a_rerun_resumes(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from emovec_store import writer
+
+    real = writer._fill_chunk_file
+    calls = 0
+
+    def fill_until_full(path: Path, *args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 8:  # the demo has 8 layers: the disk fills up at its second row chunk
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, *args)
+
+    monkeypatch.setattr(writer, "_fill_chunk_file", fill_until_full)
+    path = tmp_path / "d.zarr"
+    line = _one_line_error(invoke("demo", "--store", str(path)))
+    assert "disk is full" in line and str(path) in line and "MiB more is needed" in line, line
+    partial = emovec_store.open(path, allow_partial=True)
+    assert 0 < partial.progress("demo", "mean_from_50").done < partial.progress("demo", "mean_from_50").total
+    monkeypatch.setattr(writer, "_fill_chunk_file", real)  # space is back
+    assert invoke("demo", "--store", str(path)).exit_code == 0
+    clean = tmp_path / "clean.zarr"
+    assert invoke("demo", "--store", str(clean)).exit_code == 0
+    from emovec_store.finalize import manifest
+    assert manifest(path) == manifest(clean)
+
+
+def test_a_store_path_that_is_a_file_or_under_a_file_is_one_line(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert "is a file" in _one_line_error(invoke("demo", "--store", str(plain)), code=2)
+    assert str(plain) in _one_line_error(invoke("demo", "--store", str(plain / "d.zarr")))
+    assert "plain.txt" in _one_line_error(invoke("store", "info", str(plain)))
+    deep = tmp_path / "missing" / "parent" / "d.zarr"
+    assert invoke("demo", "--store", str(deep)).exit_code == 0  # missing parents are made
