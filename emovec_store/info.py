@@ -81,7 +81,7 @@ def info(store: Store) -> dict[str, Any]:
         for readout in store.readouts(model):
             group = store.readout_group(model, readout)
             attrs = dict(group.attrs)
-            name = layout.ACTS if attrs["kind"] == "tokens" else layout.POOLED
+            name = layout.ACTS if layout.readout_layout(attrs) == "tokens" else layout.POOLED
             arr = array_at(group, name)
             p = store.progress(model, readout)
             readouts[readout] = {

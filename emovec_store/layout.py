@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .dtypes import StorageDtype, physical_dtype
@@ -37,6 +37,10 @@ DERIVED = "derived"
 POOLED = "pooled"
 ACTS = "acts"
 PROGRESS = "_progress"
+#: Readout attributes the store sets itself (the structural layout of a readout); the attributes a
+#: caller passes (spec, provenance) may not use these names. ``layout`` is ``pooled`` or ``tokens``.
+STRUCTURAL_ATTRS: tuple[str, ...] = ("layout", "layers", "hidden", "storage_dtype", "chunk_rows",
+                                     "stimuli_sha256", "batches_sha256")
 #: Readout attributes that finalize adds (not part of the plan: a rerun on a finalized store has none yet).
 FINALIZE_ATTRS: tuple[str, ...] = ("max_abs_per_layer",)
 #: Group holding the sha256 manifest (arrays ``path`` and ``sha256``), written at finalize.
@@ -97,6 +101,13 @@ def lock_dir(store_dir: Path) -> Path:
 def readout_group(model: str, readout: str) -> str:
     """The zarr path of a readout group."""
     return f"models/{model}/{readout}"
+
+
+def readout_layout(attrs: Mapping[str, object]) -> str:
+    """``pooled`` or ``tokens``: how a readout's activations are laid out (``layout``; stores written
+    before that key existed said it in ``kind``)."""
+    value = attrs.get("layout", attrs.get("kind"))
+    return "tokens" if value == "tokens" else "pooled"
 
 
 def dimension_names(array: object) -> tuple[str, ...]:

@@ -518,14 +518,17 @@ class Store:
         per_token = token_ids is not None
         chunk_rows = chunk_rows or layout.default_chunk_rows(n, hidden, storage)
         _check_plan(batches, n, chunk_rows)
-        spec = {"kind": "tokens" if per_token else "pooled", "layers": [int(x) for x in layers],
-                "hidden": int(hidden), "storage_dtype": storage, "chunk_rows": int(chunk_rows),
-                "stimuli_sha256": text_sha256("\n".join(ids)),
-                "batches_sha256": hashlib.sha256(np.asarray(batches, dtype="<i8").tobytes()).hexdigest(),
-                **dict(attrs or {})}
-        spec = json.loads(json.dumps(spec))  # what will be stored: compare like with like
+        structure = {"layout": "tokens" if per_token else "pooled", "layers": [int(x) for x in layers],
+                     "hidden": int(hidden), "storage_dtype": storage, "chunk_rows": int(chunk_rows),
+                     "stimuli_sha256": text_sha256("\n".join(ids)),
+                     "batches_sha256": hashlib.sha256(np.asarray(batches, dtype="<i8").tobytes()).hexdigest()}
+        clash = sorted(set(attrs or {}) & (set(layout.STRUCTURAL_ATTRS) | {"coordinates", *layout.FINALIZE_ATTRS}))
+        if clash:
+            raise InputError(f"readout attribute(s) {', '.join(clash)} are the store's own (structural layout); "
+                             "give provenance another name", field=clash[0])
+        spec = json.loads(json.dumps({**structure, **dict(attrs or {})}))  # as stored: compare like with like
         if readout in model_group:
-            theirs = dict(group_at(model_group, readout).attrs)
+            theirs = _with_layout(dict(group_at(model_group, readout).attrs), group_at(model_group, readout), spec)
             planned = (set(theirs) | set(spec)) - {"coordinates", *layout.FINALIZE_ATTRS}
             diff = mismatches(theirs, spec, keys=sorted(planned))
             if diff:
@@ -637,6 +640,17 @@ def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
             for v in ds.variables if ds[v].dtype.kind == "T"}
     coords = {k: v for k, v in conv.items() if k in ds.coords}
     return ds.assign_coords(coords).assign({k: v for k, v in conv.items() if k not in coords})
+
+
+def _with_layout(theirs: dict[str, Any], group: zarr.Group, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A readout's attributes with the structural ``layout`` key, also for readouts written before it
+    existed (their structural kind was stored as ``kind``, which is now the spec's provenance)."""
+    if "layout" in theirs:
+        return theirs
+    theirs["layout"] = "tokens" if layout.ACTS in group else "pooled"
+    if theirs.get("kind") == theirs["layout"] and "kind" not in spec:
+        del theirs["kind"]
+    return theirs
 
 
 def _check_plan(batches: Sequence[tuple[int, int]], n: int, chunk_rows: int) -> None:

@@ -72,7 +72,7 @@ class StreamWriter:
         self.model, self.readout, self._dir, self._group = model, readout, readout_dir, group
         self._store_dir = store_dir
         attrs = group.attrs
-        self.per_token = attrs["kind"] == "tokens"
+        self.per_token = layout.readout_layout(attrs) == "tokens"
         self.storage: StorageDtype = parse_storage_dtype(str(attrs["storage_dtype"]))
         self.layers = np.asarray(json_list(attrs["layers"], "layers"))
         self.hidden = json_int(attrs["hidden"], "hidden")
