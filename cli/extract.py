@@ -2,26 +2,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
-    """``limit`` rows spread evenly over the table (so a sample still covers every emotion and kind)."""
-    if limit is None or limit >= len(stimuli):
-        return stimuli
-    if limit < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--limit")
-    import numpy as np
-
-    keep = np.unique(np.linspace(0, len(stimuli) - 1, limit).round().astype(int))
-    out = stimuli.iloc[keep].reset_index(drop=True)
-    out.attrs = {**stimuli.attrs, "corpus": {**stimuli.attrs.get("corpus", {}), "limit": limit}}
-    return out
+from emovec.common.dtype_names import DTYPE_CHOICES
 
 
 @click.command()
@@ -36,9 +20,9 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
               help="Readout spec, repeatable: mean_from:50, mean[:skip=N], last, assistant, tokens, "
                    "optionally @kind,kind. Default: mean_from:50 and assistant@implicit,intensity.")
 @click.option("--dtype", default="auto", show_default=True,
-              type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Compute dtype.")
+              type=click.Choice(DTYPE_CHOICES), help="Compute dtype (auto: the device's policy, see docs/hardware.md).")
 @click.option("--storage-dtype", default="auto", show_default=True,
-              type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
+              type=click.Choice(DTYPE_CHOICES),
               help="Storage dtype (auto: float16 when a screening pass shows it fits with 2x headroom).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps")
 @click.option("--batch-tokens", default=2048, show_default=True, type=click.IntRange(min=1),
@@ -52,7 +36,7 @@ def limit_stimuli(stimuli: pd.DataFrame, limit: int | None) -> pd.DataFrame:
               help="Stimuli per chunk file (default: ~8 MiB per layer chunk); --shard splits chunks.")
 @click.option("--sync-interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between commits of done flags; a crash loses at most this much work.")
-@click.option("--limit", default=None, type=int, help="Use N stimuli spread evenly over the corpus.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Use N stimuli spread evenly over the corpus.")
 @click.option("--store-text", is_flag=True, help="Also store the stimulus texts.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model's repository.")
 @click.option("--allow-pickle", is_flag=True,
@@ -69,10 +53,11 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
     Resumes by default; refuses to mix models, tokenizers, corpora or pooling plans in one store.
     """
     from emovec.corpus import load_corpus
+    from emovec.corpus.sample import spread_sample
     from emovec_store.engine import extract as run_extract  # sets the MPS environment before torch loads
     from emovec_store.engine.load import pickle_weights_allowed
 
-    stimuli = limit_stimuli(load_corpus(corpus, languages=languages), limit)
+    stimuli = spread_sample(load_corpus(corpus, languages=languages), limit)
     with pickle_weights_allowed(allow_pickle):
         result = run_extract(model, stimuli, store_path, layers=layers, pooling=list(pooling) or None, dtype=dtype,
                              storage_dtype=storage_dtype, device=device, batch_tokens=batch_tokens,

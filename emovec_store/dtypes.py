@@ -10,10 +10,12 @@ from typing import Literal
 
 import numpy as np
 
+from emovec.common.dtype_names import FLOAT_DTYPES, canonical_dtype
+
 from .errors import InputError, NonFiniteActivationError
 
 StorageDtype = Literal["float32", "float16", "bfloat16"]
-STORAGE_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+STORAGE_DTYPES: tuple[str, ...] = FLOAT_DTYPES
 
 #: The largest finite float16 value.
 FLOAT16_MAX = 65504.0
@@ -22,12 +24,27 @@ BF16_NAN_BITS = 0x7FC0
 
 
 def parse_storage_dtype(value: str) -> StorageDtype:
-    """Validate a storage dtype name ("float32", "float16", "bfloat16"; aliases fp32/fp16/bf16)."""
-    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
-    name = aliases.get(value, value)
+    """Validate a storage dtype name ("float32", "float16", "bfloat16"; aliases fp32/fp16/half/bf16)."""
+    name = canonical_dtype(value)
     if name not in STORAGE_DTYPES:
         raise InputError(f"unknown storage dtype {value!r}; expected one of {', '.join(STORAGE_DTYPES)}")
     return name  # type: ignore[return-value]
+
+
+#: fp16 storage only with 2x headroom below float16's maximum (store-notes §2.5).
+FP16_SAFE_MAX = FLOAT16_MAX / 2
+
+
+def storage_for_peak(peak: float, compute_dtype: str) -> StorageDtype:
+    """The storage dtype for activations whose screened max |x| is ``peak``.
+
+    float16 when ``peak`` leaves 2x headroom below float16's maximum (float16 keeps 3 more mantissa
+    bits than bfloat16); otherwise bfloat16 bits after bf16 compute (nothing finer was computed) and
+    float32 after any other compute dtype.
+    """
+    if peak < FP16_SAFE_MAX:
+        return "float16"
+    return "bfloat16" if compute_dtype == "bfloat16" else "float32"
 
 
 def physical_dtype(storage: StorageDtype) -> np.dtype:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,20 @@ def lock_file(path: Path, *, blocking: bool = True) -> int | None:
         if same:
             return fd
         os.close(fd)
+
+
+@contextmanager
+def held_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (waiting for it) for the ``with`` block.
+
+    Serialises steps across processes, e.g. store setup and finalize among shards of one store.
+    """
+    fd = lock_file(path)
+    assert fd is not None  # a blocking lock always comes back
+    try:
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 def remove_lock_dir(store_dir: Path) -> bool:

@@ -9,12 +9,12 @@ import torch
 
 from emovec_store.engine.blocks import find_blocks, find_final_norm
 from emovec_store.engine.device import DevicePlan
-from emovec_store.engine.extract import _Runner
 from emovec_store.engine.hooks import StopForward, capture
 from emovec_store.engine.load import load
 from emovec_store.engine.plan import format_and_tokenize
 from emovec_store.engine.readouts import parse_readout
 from emovec_store.engine.resolve import resolve
+from emovec_store.engine.runner import BatchRunner
 
 from .tiny_models import ARCHS, build_model
 
@@ -62,7 +62,7 @@ def test_forward_stops_at_the_deepest_layer_and_hooks_are_removed(tiny) -> None:
     spies = [blocks[-1].register_forward_hook(lambda *a: calls.append("last block")),
              model.get_output_embeddings().register_forward_hook(lambda *a: calls.append("lm head"))]
     try:
-        runner = _Runner(tiny, [0, 1], DevicePlan("cpu", "float32", None, 1, 0))
+        runner = BatchRunner(tiny, [0, 1], DevicePlan("cpu", "float32", None, 1, 0))
         out = runner.run([[5, 6, 7]], parse_readout("last"))
         assert out.shape == (2, 1, model.config.hidden_size if hasattr(model.config, "hidden_size")
                              else model.config.n_embd)
@@ -79,7 +79,7 @@ def test_batched_equals_one_at_a_time(tmp_path: Path, spec: str) -> None:
     loaded = load(resolve(str(build_model("llama", tmp_path / "m"))), device="cpu", compute_dtype="float32")
     readout = parse_readout(spec)
     ids, _ = format_and_tokenize(loaded.tokenizer, TEXTS, readout, None)
-    runner = _Runner(loaded, [0, 1, 2, 3], DevicePlan("cpu", "float32", None, 1, 0))
+    runner = BatchRunner(loaded, [0, 1, 2, 3], DevicePlan("cpu", "float32", None, 1, 0))
     batched = runner.run(ids, readout)
     single = np.concatenate([runner.run([t], readout) for t in ids], axis=1)
     np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
@@ -124,8 +124,8 @@ def test_padded_lengths_are_bucketed_without_changing_results(tmp_path: Path) ->
     loaded = load(resolve(str(build_model("qwen2", tmp_path / "m"))), device="cpu", compute_dtype="float32")
     readout = parse_readout("mean_from:5")
     ids, _ = format_and_tokenize(loaded.tokenizer, TEXTS, readout, None)
-    plain = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 1, 0)).run(ids, readout)
-    bucketed = _Runner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 32, 0)).run(ids, readout)
+    plain = BatchRunner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 1, 0)).run(ids, readout)
+    bucketed = BatchRunner(loaded, [1, 3], DevicePlan("cpu", "float32", None, 32, 0)).run(ids, readout)
     np.testing.assert_allclose(bucketed, plain, rtol=1e-4, atol=1e-5)
 
 

@@ -308,7 +308,7 @@ def test_the_progress_bar_opens_after_the_screened_batch(llama_dir: Path, tmp_pa
     from emovec.corpus import load_corpus
     from emovec_store.engine import extract
 
-    extract_module = importlib.import_module("emovec_store.engine.extract")
+    meter_module = importlib.import_module("emovec_store.engine.meter")
 
     class Bar:
         def __init__(self, total: int, initial: int) -> None:
@@ -329,7 +329,7 @@ def test_the_progress_bar_opens_after_the_screened_batch(llama_dir: Path, tmp_pa
         bars.append(Bar(total, initial))
         return bars[-1]
 
-    monkeypatch.setattr(extract_module, "_progress_bar", bar)
+    monkeypatch.setattr(meter_module, "progress_bar", bar)
     stimuli = load_corpus("emovec").iloc[:40].reset_index(drop=True)
     extract(str(llama_dir), stimuli, tmp_path / "s.zarr", pooling=["mean_from:50"], batch_tokens=400)
     group = emovec_store.open(tmp_path / "s.zarr").readout_group(llama_dir.name, "mean_from_50")
@@ -341,9 +341,9 @@ def test_the_progress_bar_opens_after_the_screened_batch(llama_dir: Path, tmp_pa
 
 
 def test_tokens_per_second_count_the_screened_batch_with_its_time() -> None:
-    from emovec_store.engine.extract import _Meter
+    from emovec_store.engine.meter import Meter
 
-    meter = _Meter(started=100.0)
+    meter = Meter(started=100.0)
     meter.add(1000, seconds=2.0)  # batch 0: computed by the 2-second screening pass, written at once
     assert meter.rate(100.0) == 500.0  # not 1000 tokens in no time
     meter.add(1000)

@@ -18,11 +18,12 @@ from .resolve import ALIASES, ResolvedModel, alias_installed, alias_size, pull, 
 
 if TYPE_CHECKING:
     from ..layout import parse_layers
-    from .extract import ExtractionResult, ReadoutResult, extract, parse_shard
+    from .extract import ExtractionResult, ReadoutResult, extract
     from .load import load_tokenizer
+    from .options import ExtractOptions, parse_shard
 
-_LAZY = {"parse_layers": "..layout", **dict.fromkeys(("ExtractionResult", "ReadoutResult", "extract", "parse_shard"),
-                                                     ".extract"), "load_tokenizer": ".load"}
+_LAZY = {"parse_layers": "..layout", **dict.fromkeys(("ExtractionResult", "ReadoutResult", "extract"), ".extract"),
+         "load_tokenizer": ".load", **dict.fromkeys(("ExtractOptions", "parse_shard"), ".options")}
 
 
 class _Engine(ModuleType):
@@ -45,6 +46,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["ALIASES", "DEFAULT_READOUTS", "ExtractionResult", "ReadoutResult", "ReadoutSpec", "ResolvedModel",
-           "alias_installed", "alias_size", "extract", "load_tokenizer", "parse_layers", "parse_readout",
-           "parse_shard", "pull", "resolve"]
+__all__ = ["ALIASES", "DEFAULT_READOUTS", "ExtractOptions", "ExtractionResult", "ReadoutResult", "ReadoutSpec",
+           "ResolvedModel", "alias_installed", "alias_size", "extract", "load_tokenizer", "parse_layers",
+           "parse_readout", "parse_shard", "pull", "resolve"]

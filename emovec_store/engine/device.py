@@ -15,11 +15,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from emovec.common.dtype_names import DTYPE_CHOICES, FLOAT_DTYPES, canonical_dtype
+
 from ..errors import InputError
 
 #: Architectures whose residual stream exceeds float16's range (Gemma-3-270M: |x| up to 103,795).
 FP16_UNSAFE_ARCHS = ("gemma", "gemma2", "gemma3", "gemma3_text")
-COMPUTE_DTYPES = ("auto", "float32", "float16", "bfloat16")
+COMPUTE_DTYPES = ("auto", *FLOAT_DTYPES)
 
 
 def set_mps_environment() -> None:
@@ -91,8 +93,10 @@ def choose(device: str = "auto", dtype: str = "auto", model_type: str = "", *,
     ``threads`` applies to CPU compute (see :func:`cpu_threads` for the defaults)."""
     import torch
 
-    if dtype not in COMPUTE_DTYPES:
-        raise InputError(f"unknown --dtype {dtype!r}; choose from {', '.join(COMPUTE_DTYPES)}", field="dtype")
+    name = canonical_dtype(dtype)
+    if name is None:
+        raise InputError(f"unknown --dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}", field="dtype")
+    dtype = name
     device = resolve_device(device)
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
