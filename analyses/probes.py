@@ -30,9 +30,9 @@ Statistics (:func:`accuracy_estimates`, :func:`margin_estimates`):
 - **p (full refit, centroid readout at the default layer)**: :func:`centroid_refit_estimate` shuffles the
   labels within topic, refits the closed-form readout on every training fold and scores it out of fold, per
   shuffle. It is valid by exchangeability; on 300 null synthetic datasets (8 topics, 4 classes, 3 stories
-  per cell, topic offsets; ``python benchmarks/probe_calibration.py``) P(p < 0.05) was 0.010 and
-  P(p < 0.1) 0.067 (conservative through ties of a discrete accuracy), against 0.037 and 0.097 for the
-  prediction permutation on the same data. The logistic probe gets no full-refit null (5 fits × 1000 shuffles
+  per cell, topic offsets; ``python benchmarks/probe_calibration.py --datasets 300``) P(p < 0.05) was
+  0.023 and P(p < 0.1) 0.050 (conservative through ties of a discrete accuracy), against 0.037 and 0.067
+  for the prediction permutation on the same data. The logistic probe gets no full-refit null (5 fits × 1000 shuffles
   per layer is not affordable); its prediction-permutation p is read next to this one.
 - **p (margin)**: sign-flip test over topics of the per-topic difference in correct predictions.
   Null: within each topic the two readouts are equally accurate (their difference is symmetric about 0).
