@@ -180,13 +180,17 @@ def score_columns(gen: pd.DataFrame) -> list[str]:
     return [c for c in gen.columns if c not in fixed]
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
+def _slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes along the last axis, skipping NaN scores (NaN with fewer than 2 strengths)."""
     ok = np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(set(x.tolist())) < 2:
-        return float("nan")
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc**2).sum())
+    n = ok.sum(-1)
+    xm = np.where(ok, x, 0).sum(-1) / np.maximum(n, 1)
+    ym = np.where(ok, y, 0).sum(-1) / np.maximum(n, 1)
+    xc = np.where(ok, x - xm[..., None], 0)
+    sxx = (xc**2).sum(-1)
+    sxy = (xc * np.where(ok, y - ym[..., None], 0)).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1), np.nan)
 
 
 def _cell_table(gen: pd.DataFrame, scorers: list[str], rng: np.random.Generator, n_boot: int) -> pd.DataFrame:
@@ -212,22 +216,25 @@ def _cell_table(gen: pd.DataFrame, scorers: list[str], rng: np.random.Generator,
 def _slope_table(gen: pd.DataFrame, scorers: list[str], controls: Mapping[str, str], rng: np.random.Generator,
                  n_boot: int) -> pd.DataFrame:
     units = sorted(set(zip(gen["prompt"], gen["rollout"])))
-    by_unit = {u: g for u, g in gen.groupby(["prompt", "rollout"])}
+    picks = rng.integers(0, len(units), (n_boot, len(units)))
     slopes: dict[tuple[str, str], tuple[float, float, float]] = {}
-    for cond in gen["condition"].unique():
-        sub = {u: g[g["condition"] == cond] for u, g in by_unit.items()}
+    for cond, sub in gen.groupby("condition"):
+        sub = sub.sort_values(["prompt", "rollout", "strength"])
+        per_unit = [g for _, g in sub.groupby(["prompt", "rollout"], sort=True)]
+        width = max(len(g) for g in per_unit)
+        x = np.full((len(per_unit), width), np.nan)
+        for i, g in enumerate(per_unit):
+            x[i, :len(g)] = g["strength"].to_numpy(np.float64)
         for name in scorers:
-            x_of = {u: s["strength"].to_numpy(np.float64) for u, s in sub.items()}
-            y_of = {u: s[name].to_numpy(np.float64) for u, s in sub.items()}
+            y = np.full_like(x, np.nan)
+            for i, g in enumerate(per_unit):
+                y[i, :len(g)] = g[name].to_numpy(np.float64)
             if name == "perplexity":
-                y_of = {u: np.log(y) for u, y in y_of.items()}
-            est = _slope(np.concatenate([x_of[u] for u in units]), np.concatenate([y_of[u] for u in units]))
-            boots = []
-            for _ in range(n_boot):
-                pick = [units[i] for i in rng.integers(0, len(units), len(units))]
-                boots.append(_slope(np.concatenate([x_of[u] for u in pick]), np.concatenate([y_of[u] for u in pick])))
+                y = np.log(y)
+            est = float(_slopes(x.reshape(-1), y.reshape(-1)))
+            boots = _slopes(x[picks].reshape(n_boot, -1), y[picks].reshape(n_boot, -1))
             lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if np.isfinite(boots).any() else (np.nan, np.nan)
-            slopes[(cond, name)] = (est, float(lo), float(hi))
+            slopes[(str(cond), name)] = (est, float(lo), float(hi))
     randoms = [c for c in gen["condition"].unique() if str(c).startswith(RANDOM_PREFIX)]
     rows = []
     for target, control in controls.items():

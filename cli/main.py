@@ -66,6 +66,7 @@ def _register() -> None:
     from . import corpus as corpus_cmds
     from . import extract as extract_cmds
     from . import models as models_cmds
+    from . import steer as steer_cmds
     from . import store as store_cmds
 
     cli.add_command(analyze_cmds.analyze)
@@ -74,6 +75,7 @@ def _register() -> None:
     cli.add_command(models_cmds.models)
     cli.add_command(store_cmds.store)
     cli.add_command(store_cmds.demo)
+    cli.add_command(steer_cmds.steer)
 
 
 _register()

@@ -2,6 +2,7 @@
 model, seeds reproduce, and the strength scale comes from the store."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ from emovec_store.derived import write_derived
 from emovec_store.errors import InputError
 from tests.analysis_store import EMOTIONS, make_analysis_store
 from tests.tiny_models import build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One thread: tiny models gain nothing from more, and lose a lot on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

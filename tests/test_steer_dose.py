@@ -1,6 +1,7 @@
 """The dose-response experiment: its design (shared strength 0, matched controls) and its statistics."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,17 @@ from emovec.analyses import dose_response as dr
 from emovec.analyses.steer import SteeringSource
 from emovec_store.errors import InputError
 from tests.tiny_models import build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One thread: tiny models gain nothing from more, and lose a lot on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
