@@ -58,9 +58,9 @@ def interrupt_before_write(n: int) -> None:
 def kill_during_create(n: int) -> None:
     """Patch store creation so that the process SIGKILLs itself once the ``n``-th string array of a new
     store's stimulus and emotion tables is written (1-based): the store is half made."""
-    import emovec_store.store as store_module
+    import emovec_store.schema as schema
 
-    original = store_module._write_strings
+    original = schema.write_strings
     calls = 0
 
     def write(*args: Any, **kwargs: Any) -> None:
@@ -70,7 +70,7 @@ def kill_during_create(n: int) -> None:
         if calls == n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    store_module._write_strings = write
+    schema.write_strings = write
 
 
 if __name__ == "__main__":
