@@ -213,9 +213,12 @@ def remove_cache(name: str) -> list[tuple[Path, int]]:
         entries = alias_cache(ALIASES[name])
     else:
         root = cache_dir()
-        entry = (root / name).resolve()
-        if not (name.startswith(("gguf/", "dequantized/")) and entry.parent in ((root / "gguf").resolve(),
-                                                                             (root / "dequantized").resolve())
+        try:
+            entry: Path | None = (root / name).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            entry = None
+        if not (entry is not None and name.startswith(("gguf/", "dequantized/"))
+                and entry.parent in ((root / "gguf").resolve(), (root / "dequantized").resolve())
                 and entry.exists()):
             raise ModelResolutionError(f"{name!r} is neither a model alias ({', '.join(ALIASES)}) nor an entry of "
                                        f"the cache {str(root)!r}; `emovec models list` shows both")
