@@ -78,7 +78,7 @@ def export_zarr2(store: Store, out: str | Path) -> Path:
           atomic_path(out, tmp=out.with_name(out.name + ".partial")) as tmp):
         dst = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=2)
         _copy_group(store.zarr_root, dst, skip=(MANIFEST_GROUP,))
-        write_manifest(dst, manifest(tmp))
+        write_manifest(dst, manifest(tmp, with_metadata=True))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(zarr.storage.LocalStore(tmp))

@@ -61,15 +61,20 @@ def _in_manifest(rel: str, with_metadata: bool = True) -> bool:
     return True
 
 
-def _data_files(root: Path) -> Iterator[str]:
+def _data_files(root: Path, with_metadata: bool = False) -> Iterator[str]:
     """Relative paths of the files the manifest covers, in sorted order."""
-    return (rel for rel in DirTree(root).files if _in_manifest(rel))
+    return (rel for rel in DirTree(root).files if _in_manifest(rel, with_metadata))
 
 
-def manifest(root: Path) -> dict[str, str]:
-    """sha256 of every file of a store directory that the manifest covers (chunks and metadata
-    documents), by relative path."""
-    return {rel: file_sha256(root / rel) for rel in _data_files(root)}
+def manifest(root: Path, *, with_metadata: bool = False) -> dict[str, str]:
+    """sha256 of every chunk file of a store directory (and, ``with_metadata``, of every metadata
+    document below the root), by relative path.
+
+    The chunk files alone are the data: two runs with the same inputs give the same chunk manifest,
+    whatever their provenance (threads, shards, times) says. Finalize records the manifest
+    ``with_metadata``, so that ``verify`` also catches edited metadata.
+    """
+    return {rel: file_sha256(root / rel) for rel in _data_files(root, with_metadata)}
 
 
 def read_manifest(store: StoreFiles) -> dict[str, str]:
@@ -100,7 +105,7 @@ def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) ->
             for layer, peak in zip(json_list(group.attrs["layers"], "layers"), peaks):
                 per_layer[str(layer)] = max(per_layer.get(str(layer), 0.0), float(peak))
         group_at(root, f"models/{model}").attrs["max_abs_per_layer"] = per_layer
-    write_manifest(root, manifest(path))
+    write_manifest(root, manifest(path, with_metadata=True))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
