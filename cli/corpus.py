@@ -17,10 +17,10 @@ from emovec.corpus import (
     datasheet_tables,
     import_corpus,
     load_corpus,
-    render_datasheet,
     validate_corpus,
 )
 from emovec.corpus.importers import GENERIC_KINDS
+from emovec.corpus.stats import update_datasheet
 
 
 def _counts(table: Any) -> str:
@@ -80,7 +80,7 @@ def stats(path: str | None, tokenizer: str | None, as_json: bool, markdown: bool
             raise click.UsageError("--markdown/--datasheet take neither --tokenizer nor --json")
         tables = datasheet_tables(path)
         if datasheet:
-            datasheet.write_text(render_datasheet(datasheet.read_text(encoding="utf-8"), tables), encoding="utf-8")
+            update_datasheet(datasheet, tables)
             click.echo(f"updated the generated tables of {datasheet}")
         else:
             click.echo(tables, nl=False)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emovec.common.files import atomic_path
+
 from .errors import CorpusError
 from .loader import PERSPECTIVES, iter_records, length_unit, load_corpus, read_meta, resolve_corpus, text_length
 from .validate import MEAN_TOLERANCE
@@ -243,13 +245,37 @@ def datasheet_tables(path: str | Path | None = None) -> str:
 
 
 def render_datasheet(readme: str, tables: str) -> str:
-    """``readme`` with the text between the generated-table markers replaced by ``tables``."""
+    """``readme`` with the text between the generated-table markers replaced by ``tables``.
+
+    Raises :class:`CorpusError` (a ValueError) when the markers are missing."""
     if DATASHEET_BEGIN not in readme or DATASHEET_END not in readme:
-        raise ValueError("the datasheet has no generated-table markers")
+        raise CorpusError(f"the datasheet has no generated-table markers ({DATASHEET_BEGIN!r} ... "
+                          f"{DATASHEET_END!r})")
     head, rest = readme.split(DATASHEET_BEGIN, 1)
     _, tail = rest.split(DATASHEET_END, 1)
     return f"{head}{DATASHEET_BEGIN}\n\n{tables}\n{DATASHEET_END}{tail}"
 
 
+def update_datasheet(path: Path, tables: str) -> None:
+    """Rewrite the generated tables of the datasheet at ``path`` in place (``emovec corpus stats
+    --datasheet``). A file that is not UTF-8, lacks the markers, or cannot be read or written is a
+    :class:`CorpusError` naming it, and the file is left as it was."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
+    except OSError as exc:
+        raise CorpusError(f"cannot read: {exc.strerror or type(exc).__name__}", path=str(path)) from None
+    try:
+        updated = render_datasheet(text, tables)
+    except CorpusError as exc:
+        raise CorpusError(str(exc), path=str(path), field="datasheet") from None
+    try:
+        with atomic_path(path.resolve()) as tmp:  # through a symbolic link, as a plain write would
+            tmp.write_text(updated, encoding="utf-8")
+    except OSError as exc:
+        raise CorpusError(f"cannot write: {exc.strerror or type(exc).__name__}", path=str(path)) from None
+
+
 __all__ = ["DATASHEET_BEGIN", "DATASHEET_END", "balance_table", "corpus_stats", "datasheet_tables",
-           "render_datasheet", "token_counts"]
+           "render_datasheet", "token_counts", "update_datasheet"]

@@ -255,3 +255,16 @@ def test_cli_import_of_a_stories_file_fails_instead_of_importing_nothing(tmp_pat
     assert r.stderr.strip() == (f"Error: {src / 'stories'}: expected a directory of <emotion>.jsonl files, "
                                 "found a regular file")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"# a readme without the generated-table markers\n", "the datasheet has no generated-table markers"),
+    (b"\xff\xfe not UTF-8", "not UTF-8 text"),
+])
+def test_cli_datasheet_that_cannot_be_updated(tmp_path: Path, content: bytes, message: str) -> None:
+    sheet = tmp_path / "README.md"
+    sheet.write_bytes(content)
+    r = CliRunner().invoke(cli, ["corpus", "stats", str(TINY), "--datasheet", str(sheet)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith(f"Error: {sheet}: {message}") and len(r.stderr.strip().splitlines()) == 1
+    assert sheet.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
