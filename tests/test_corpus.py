@@ -371,7 +371,8 @@ def test_gguf_tokenizers_load_from_the_parent_directory(tmp_path: Path, monkeypa
     gguf.parent.mkdir()
     gguf.write_bytes(b"GGUF")
     assert load_tokenizer(gguf) == "tok"
-    assert calls == [((str(gguf.parent),), {"gguf_file": "model-Q4.gguf", "local_files_only": True})]
+    assert calls == [((str(gguf.parent),), {"gguf_file": "model-Q4.gguf", "local_files_only": True,
+                                            "trust_remote_code": False})]
 
 
 def test_bad_tokenizer_is_an_input_error(tmp_path: Path) -> None:

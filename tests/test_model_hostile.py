@@ -153,3 +153,21 @@ def test_remote_code_stays_off(good_model: Path, tmp_path: Path) -> None:
     loaded = load(resolve(str(model)), device="cpu", compute_dtype="float32")
     assert type(loaded.model).__name__ == "LlamaForCausalLM" and loaded.provenance["trust_remote_code"] is False
     assert not marker.exists()
+
+
+def test_a_tokenizer_with_custom_code_is_refused_without_asking(good_model: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from emovec_store.engine.load import load_tokenizer
+
+    marker = tmp_path / "code-ran"
+
+    def plant(d: Path) -> None:
+        (d / "evil_tok.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+        config = json.loads((d / "tokenizer_config.json").read_text())
+        config.update(tokenizer_class="EvilTok", auto_map={"AutoTokenizer": [None, "evil_tok.EvilTok"]})
+        (d / "tokenizer_config.json").write_text(json.dumps(config))
+    model = _variant(good_model, tmp_path / "tok", plant)
+    with pytest.raises(ModelResolutionError, match="contains custom code") as exc:
+        load_tokenizer(model)
+    assert "\n" not in str(exc.value) and not marker.exists()
+    assert "Do you wish to run the custom code" not in capsys.readouterr().out  # never asked interactively

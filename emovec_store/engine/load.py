@@ -185,13 +185,15 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
                                    field="tokenizer")
     from transformers import AutoTokenizer  # heavy import: only when asked for
 
-    try:
+    try:  # trust_remote_code=False: never the interactive "run the custom code? [y/N]" question
         if path.is_file() and path.suffix == ".gguf":
-            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True,
+                                                 trust_remote_code=False)
         if path.is_dir():
-            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers raises OSError, ValueError, ImportError...
-        raise ModelResolutionError(f"could not load a tokenizer from {str(spec)!r}: {exc}", field="tokenizer") from exc
+        raise ModelResolutionError(f"could not load a tokenizer from {str(spec)!r}: {_reason(exc)}",
+                                   field="tokenizer") from exc
     raise ModelResolutionError(f"no tokenizer at {str(spec)!r}: expected a model directory or a .gguf file",
                                field="tokenizer")
 
