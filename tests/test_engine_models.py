@@ -99,12 +99,16 @@ def test_short_text_rule_is_explicit() -> None:
     assert parse_readout("assistant@implicit,intensity").kinds == ("implicit", "intensity")
 
 
-def test_device_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emovec_store.engine import device
+def test_device_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from emovec_store.engine import cpu_bf16, device
     from emovec_store.errors import InputError
 
     for name in device.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"  # a CPU without native bf16 (tests/test_engine_dtype.py: with)
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2\n")
+    monkeypatch.setattr(cpu_bf16, "CPUINFO_PATH", cpuinfo)
+    monkeypatch.setattr(cpu_bf16.platform, "machine", lambda: "x86_64")
     plan = device.choose("cpu", "auto")
     assert plan.compute_dtype == "float32" and plan.threads == device.available_cores()
     assert torch.get_num_threads() == plan.threads

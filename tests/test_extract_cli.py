@@ -54,7 +54,11 @@ def test_extract_writes_a_labelled_complete_store(llama_dir: Path, tmp_path: Pat
     assistant = st.dataset(result["model"], "assistant")
     assert set(assistant.kind.values) <= {"implicit", "intensity"} and assistant.sizes["stimulus"] > 0
     attrs = st.model_attrs(result["model"])
-    assert attrs["n_layers"] == 3 and attrs["compute_dtype"] == "float32"
+    from emovec_store.engine.device import choose
+
+    policy = choose("cpu", "auto")  # float32, or bfloat16 on a CPU with native bf16 (test_engine_dtype.py)
+    assert attrs["n_layers"] == 3 and attrs["compute_dtype"] == policy.compute_dtype
+    assert attrs["compute_dtype_reason"] == policy.compute_dtype_reason
     assert "no final norm" in attrs["layer_convention"]
     assert len(attrs["max_abs_per_layer"]) == 4
 
@@ -365,3 +369,37 @@ def test_store_info_and_corpus_stats_name_their_hashes_and_agree(llama_dir: Path
     assert info[2].startswith("corpus    emovec-corpus ") and (
         f"(corpus hash {by_language['en']['sha256'][:12]} of the en records, as in `emovec corpus stats`; "
         "--limit 12 of them stored)") in info[2]
+
+
+def test_extract_options_normalise_and_refuse_bad_values_naming_the_field() -> None:
+    from emovec.common.dtype_names import DTYPE_CHOICES
+    from emovec_store.engine import ExtractOptions
+    from emovec_store.errors import InputError
+
+    opts = ExtractOptions(dtype="bf16", storage_dtype="half", shard="1/3", pooling=["last"])
+    assert (opts.dtype, opts.storage_dtype, opts.shard, opts.pooling) == ("bfloat16", "float16", (1, 3), ("last",))
+    assert [s.name for s in opts.specs] == ["last"] and opts.explicit_pooling
+    assert not ExtractOptions().explicit_pooling and len(ExtractOptions().specs) == 2
+    for bad, field in (({"dtype": "float8"}, "dtype"), ({"shard": "3/3"}, "shard"), ({"shard": (2, 1)}, "shard"),
+                       ({"batch_tokens": 0}, "batch_tokens"), ({"sync_interval": -1.0}, "sync_interval"),
+                       ({"pooling": ["last", "last"]}, "pooling")):
+        with pytest.raises(InputError) as err:
+            ExtractOptions(**bad)
+        assert err.value.field == field
+    # the CLI offers exactly the names the API accepts
+    choices = {p.name: p.type.choices for p in cli.commands["extract"].params if p.name in ("dtype", "storage_dtype")}
+    assert choices == {"dtype": DTYPE_CHOICES, "storage_dtype": DTYPE_CHOICES}
+
+
+def test_limit_spreads_the_sample_over_the_corpus_and_records_it() -> None:
+    from emovec.corpus import load_corpus
+    from emovec.corpus.sample import spread_sample
+    from emovec_store.errors import InputError
+
+    table = load_corpus("emovec")
+    sample = spread_sample(table, 48)
+    assert len(sample) == 48 and sample.attrs["corpus"]["limit"] == 48
+    assert set(sample["kind"]) == set(table["kind"]) and sample["emotion"].nunique() > 20
+    assert spread_sample(table, None) is table and spread_sample(table, len(table) + 1) is table
+    with pytest.raises(InputError, match="at least 1"):
+        spread_sample(table, 0)

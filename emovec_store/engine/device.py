@@ -1,6 +1,8 @@
-"""Device and dtype policy.
+"""Device and dtype policy (docs/hardware.md).
 
-CPU: float32 compute (bf16 is 1.5–7× slower on CPUs without AMX; store-notes §6), torch threads =
+CPU: bfloat16 compute where the CPU has native bf16 matmuls (AVX512-BF16 or AMX on x86, the bf16
+feature on arm64; a cached micro-benchmark where the flags do not say: :mod:`.cpu_bf16`), float32
+otherwise (emulated bf16 is 1.5–7× slower; store-notes §6). Torch threads =
 ``--threads``, else ``$EMOVEC_THREADS``, else ``$OMP_NUM_THREADS``, else the cores this process may
 use (on a machine shared with other busy processes fewer threads can be faster:
 ``benchmarks/README.md``). CUDA: bfloat16 where supported, else float16 (float32 for
@@ -68,11 +70,14 @@ def cpu_threads(threads: int | None = None) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class DevicePlan:
+    """Where and how a model runs."""
+
     device: str
     compute_dtype: str
     threads: int | None
     bucket: int            # padded lengths are rounded up to a multiple of this (MPS: few shapes)
     empty_cache_every: int  # batches between cache flushes (0 = never)
+    compute_dtype_reason: str = ""  # why compute_dtype was chosen (recorded in the model's provenance)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -109,19 +114,33 @@ def choose(device: str = "auto", dtype: str = "auto", model_type: str = "", *,
                              "install torch >= 2.9 or use --device cpu", field="device")
     if kind not in ("cpu", "cuda", "mps"):
         raise InputError(f"unknown --device {device!r}; use auto, cpu, cuda[:N] or mps", field="device")
-    unsafe16 = model_type in FP16_UNSAFE_ARCHS
-    if dtype == "auto":
-        if kind == "cpu":
-            dtype = "float32"
-        elif kind == "cuda":
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else ("float32" if unsafe16 else "float16")
-        else:
-            dtype = "float32" if unsafe16 else "float16"
     n_threads = None
     if kind == "cpu":
         n_threads, _ = cpu_threads(threads)
-        torch.set_num_threads(n_threads)
-    return DevicePlan(device, dtype, n_threads, 32 if kind == "mps" else 1, 50 if kind == "mps" else 0)
+        torch.set_num_threads(n_threads)  # before the dtype policy: its micro-benchmark runs on these threads
+    if dtype == "auto":
+        dtype, reason = _auto_dtype(kind, model_type)
+    else:
+        reason = f"requested: {dtype}"
+    return DevicePlan(device, dtype, n_threads, 32 if kind == "mps" else 1, 50 if kind == "mps" else 0, reason)
+
+
+def _auto_dtype(kind: str, model_type: str) -> tuple[str, str]:
+    """(compute dtype, why) for ``--dtype auto`` on a device of this kind."""
+    import torch
+
+    unsafe16 = model_type in FP16_UNSAFE_ARCHS
+    if kind == "cpu":
+        from .cpu_bf16 import cpu_bf16_verdict
+
+        verdict = cpu_bf16_verdict()
+        return ("bfloat16" if verdict.native else "float32"), verdict.reason
+    if kind == "cuda" and torch.cuda.is_bf16_supported():
+        return "bfloat16", "cuda: bf16 supported"
+    if unsafe16:
+        return "float32", f"{kind}: {model_type} activations exceed float16's range" + (
+            " and this GPU has no bf16" if kind == "cuda" else "")
+    return "float16", f"{kind}: float16" + (" (this GPU has no bf16)" if kind == "cuda" else "")
 
 
 def torch_dtype(name: str) -> Any:

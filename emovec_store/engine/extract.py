@@ -137,7 +137,8 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
     blocks_path, _ = find_blocks(loaded.model)
     slug = source.slug
     provenance = {**loaded.provenance, "n_layers": n_layers, "d_model": hidden, "blocks": blocks_path,
-                  "layer_convention": LAYER_CONVENTION, "padding_side": "right", "torch_threads": plan.threads}
+                  "layer_convention": LAYER_CONVENTION, "padding_side": "right", "torch_threads": plan.threads,
+                  "compute_dtype_reason": plan.compute_dtype_reason}
     result = ExtractionResult(str(store_path), slug, layer_list, load_seconds=time.monotonic() - started,
                               threads=plan.threads)
     runner = BatchRunner(loaded, layer_list, plan)
