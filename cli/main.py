@@ -68,6 +68,7 @@ def _register() -> None:
     from . import models as models_cmds
     from . import steer as steer_cmds
     from . import store as store_cmds
+    from . import trace as trace_cmds
     from . import vectors as vectors_cmds
 
     cli.add_command(analyze_cmds.analyze)
@@ -78,6 +79,7 @@ def _register() -> None:
     cli.add_command(store_cmds.demo)
     cli.add_command(steer_cmds.steer)
     cli.add_command(vectors_cmds.vectors)
+    cli.add_command(trace_cmds.trace)
 
 
 _register()
