@@ -173,14 +173,15 @@ def test_a_partial_store_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_a_store_without_emotion_labels_is_refused_in_one_line(tmp_path: Path) -> None:
-    st, _ = make_store(tmp_path / "s.zarr")
+    st, _ = make_store(tmp_path / "s.zarr", finalize=False)
     path = st.location
-    emovec_store.open(path)
-    # relabel every stimulus as neutral: nothing carries an emotion
+    # relabel every stimulus as neutral before finalizing (a finalized store's manifest would flag the
+    # edit: zarr drops the all-"" chunk, which a complete store must not lack)
     import zarr
 
     root = zarr.open_group(zarr.storage.LocalStore(tmp_path / "s.zarr"), mode="r+", use_consolidated=False)
     root["models/m/mean_from_50/emotion"][:] = np.asarray([""] * 50, dtype=object)
+    st.finalize()
     r = CliRunner().invoke(cli, ["analyze", path, "--no-progress", "--no-lens"])
     assert r.exit_code == 2 and "no stimuli with emotion labels" in r.output
     assert len(r.output.strip().splitlines()) == 1
