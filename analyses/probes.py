@@ -162,9 +162,17 @@ def _layer_matrix(stories: xr.DataArray, layer: Any) -> np.ndarray:
     return np.asarray(stories.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)
 
 
+def _canonical(values: np.ndarray) -> np.ndarray:
+    """Labels as an object array whose elements are shared references to one ``str`` per class (8 bytes
+    per prediction, where fixed-width unicode costs 4 bytes per character: (layer, stimulus) tables of
+    hundreds of layers stay small)."""
+    classes, inverse = np.unique(as_labels(values), return_inverse=True)
+    return np.asarray(classes.astype(object)[inverse.reshape(np.shape(values))])
+
+
 def _per_layer(stories: xr.DataArray, rows: list[np.ndarray], name: str) -> xr.DataArray:
     labels = stories["emotion"]
-    data = np.stack(rows).astype(labels.dtype)
+    data = np.stack([_canonical(r) if np.asarray(r).dtype != object else r for r in rows])
     return xr.DataArray(data, dims=("layer", "stimulus"), coords=labels.coords, name=name).assign_coords(
         layer=stories["layer"].values)
 
@@ -184,7 +192,8 @@ def probe_predictions(stories: xr.DataArray, fold: xr.DataArray, *,
     """
     check_pooled(stories)
     labels = stories["emotion"]
-    rows = [fold_predictions(lambda: probe_pipeline(n_components), _layer_matrix(stories, layer), labels, fold)
+    rows = [_canonical(fold_predictions(lambda: probe_pipeline(n_components), _layer_matrix(stories, layer),
+                                        labels, fold))
             for layer in stories["layer"].values]
     return _per_layer(stories, rows, "probe")
 
@@ -285,7 +294,10 @@ def _draw(topics: np.ndarray, n_bootstrap: int, n_permutations: int, seed: int |
 def _rows(predictions: xr.DataArray) -> np.ndarray:
     if "stimulus" not in predictions.dims or predictions.ndim > 2:
         raise InputError(f"predictions must have dims (stimulus,) or (layer, stimulus), got {predictions.dims}")
-    return as_labels(predictions.transpose(..., "stimulus")).reshape(-1, predictions.sizes["stimulus"])
+    values = np.asarray(predictions.transpose(..., "stimulus").values)
+    if not (values.dtype == object and all(isinstance(v, str) for v in values.flat)):
+        values = as_labels(values)  # our own tables are shared str objects already; others are converted
+    return values.reshape(-1, predictions.sizes["stimulus"])
 
 
 def _truth(predictions: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,7 +478,7 @@ def nested_layer_selection(stories: xr.DataArray, fold: xr.DataArray, scored: xr
                 inner_acc[i, j] = float(np.mean(predicted == codes[train]))
     best = np.argmax(inner_acc, axis=1)
     chosen = layers[best]
-    table = as_labels(scored.sel(layer=layers).transpose("layer", "stimulus"))
+    table = _rows(scored.sel(layer=layers).transpose("layer", "stimulus"))
     picked = table[best[np.searchsorted(outer, folds)], np.arange(folds.size)]
     selected = stories["emotion"].copy(data=picked.astype(stories["emotion"].dtype)).rename("selected")
     accuracy = accuracy_estimates(selected, n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed)[0]
