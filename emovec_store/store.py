@@ -82,6 +82,8 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
                 f"store {str(path)!r} was made for a different stimulus table (sha256 {str(theirs)[:12]}…, "
                 f"this one {digest[:12]}…); use a new --store path")
         return store
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{str(path)!r} is a link to nothing (or to itself); choose another path")
     if path.exists() and not path.is_dir():
         raise InputError(f"{str(path)!r} is a file, not a store directory; choose another path")
     if path.exists() and any(path.iterdir()):
@@ -92,6 +94,8 @@ def create(path: str | Path, stimuli: pd.DataFrame, *, store_text: bool = False,
     with (reported(f"creating store {str(path)!r}", path),
           atomic_path(path, tmp=_creating_path(path, os.getpid()), exclusive=True) as tmp):
         build_store(tmp, table, stimuli.attrs.get("corpus", {}), digest, store_text=store_text, final=path)
+    if not (path / "zarr.json").is_file():  # the rename was refused, e.g. the path is a dangling or looping link
+        raise StoreError(f"cannot create store {str(path)!r}: something that is not a directory is in the way")
     # exclusive: if another process created the same store first, its store was kept; check it is ours
     return create(path, stimuli, store_text=store_text, exist_ok=True)
 

@@ -365,3 +365,9 @@ def test_a_store_path_that_is_a_file_or_under_a_file_is_one_line(tmp_path: Path)
     assert "plain.txt" in _one_line_error(invoke("store", "info", str(plain)))
     deep = tmp_path / "missing" / "parent" / "d.zarr"
     assert invoke("demo", "--store", str(deep)).exit_code == 0  # missing parents are made
+
+
+def test_a_store_path_that_is_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.zarr"
+    loop.symlink_to(loop)
+    assert "link to nothing" in _one_line_error(invoke("demo", "--store", str(loop)), code=2)
