@@ -24,7 +24,6 @@ DOCUMENTED_EXIT_CODES = {1, 2, 3}
 LEFT_OUT: dict[tuple[str, str], str] = {
     ("extract", "regular-file"): "engine/extract.py: NotADirectoryError from iterdir() on --store",
     ("extract", "garbage-zip"): "engine/extract.py: NotADirectoryError from iterdir() on --store",
-    ("demo", "symlink-loop"): "demo: RecursionError on a --store that is a symlink loop",
     ("analyze", "--scheduler"): "analyses: ValueError 'missing port number in address' from distributed",
 }
 
