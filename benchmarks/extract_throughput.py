@@ -2,10 +2,12 @@
 
 Interleaved methods, each repeat in its own subprocess (so peak RSS is per method):
 
-(a) ``emovec``    emovec_store.engine.extract end to end (tokenize, plan, screen, hooks, pool,
-                  store writes, finalize) — model loading excluded, as for the others
-(b) ``full``      the same batches through the full model (LM head included), no hooks, nothing saved
-(c) ``backbone``  the same batches through the backbone only (no LM head), nothing saved
+(a) ``emovec``    emovec_store.engine.extract end to end in float32 (tokenize, plan, screen, hooks,
+                  pool, store writes, finalize) — model loading excluded, as for the others
+(e) ``emovec-auto`` the same with ``--dtype auto`` (bf16 on CPUs with native bf16 matmuls)
+(b) ``full``      the same batches through the full model (LM head included), float32, nothing saved
+(c) ``backbone``  the same batches through the backbone only (no LM head), float32, nothing saved
+(f) ``backbone-bf16`` the backbone with bf16 weights, nothing saved
 (d) ``fp16-one``  one text at a time in float16 with output_hidden_states and mean pooling from
                   token 50 in Python, the way public reproductions extract
 
@@ -27,7 +29,9 @@ import time
 
 import numpy as np
 
-METHODS = ("emovec", "full", "backbone", "fp16-one")
+METHODS = ("emovec", "emovec-auto", "full", "backbone", "backbone-bf16", "fp16-one")
+#: The compute dtype of each bare method (the emovec ones choose theirs: float32, auto).
+BARE_DTYPES = {"full": "float32", "backbone": "float32", "backbone-bf16": "bfloat16", "fp16-one": "float16"}
 
 
 def stimuli(n: int):
@@ -48,21 +52,23 @@ def worker(method: str, model_name: str, n: int, batch_tokens: int, device: str)
     from emovec_store.engine.readouts import parse_readout
 
     table = stimuli(n)
-    plan = choose(device, "auto")
     spec = parse_readout("mean_from:50")
-    if method == "emovec":
+    if method.startswith("emovec"):
+        dtype = "auto" if method == "emovec-auto" else "float32"
+        compute = choose(device, dtype).compute_dtype
         tmp = tempfile.mkdtemp(prefix="emovec-bench-")
         try:
             t0 = time.perf_counter()
             result = extract(model_name, table, os.path.join(tmp, "s.zarr"), pooling=["mean_from:50"],
-                             device=device, batch_tokens=batch_tokens, progress=False)
+                             device=device, dtype=dtype, batch_tokens=batch_tokens, progress=False)
             seconds = time.perf_counter() - t0 - result.load_seconds
             tokens = result.readouts[0].tokens_written
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     else:
-        loaded = load(resolve(model_name), device=plan.device,
-                      compute_dtype="float16" if method == "fp16-one" else plan.compute_dtype)
+        compute = BARE_DTYPES[method]
+        plan = choose(device, compute)
+        loaded = load(resolve(model_name), device=plan.device, compute_dtype=compute)
         model, tok = loaded.model, loaded.tokenizer
         ids, _ = format_and_tokenize(tok, table["text"].tolist(), spec, None)
         tokens = sum(len(t) for t in ids)
@@ -87,10 +93,11 @@ def worker(method: str, model_name: str, n: int, batch_tokens: int, device: str)
                         m[i, :len(r)] = 1
                     x, m = x.to(plan.device), m.to(plan.device)
                     (model if method == "full" else backbone)(input_ids=x, attention_mask=m, use_cache=False)
-            if plan.device.startswith("cuda"):
+            if device.startswith("cuda"):
                 torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-    return {"method": method, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+    return {"method": method, "compute_dtype": compute, "tokens": tokens, "seconds": seconds,
+            "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -120,19 +127,21 @@ def main() -> None:
             print(f"# repeat {rep} {method}: {res['tokens_per_s']:.0f} tok/s", file=sys.stderr)
     print(f"# {args.model}, {args.stories} stories, batch tokens {args.batch_tokens}, device {args.device}, "
           f"{args.repeats} interleaved repeats\n")
-    print("| method | tokens | tok/s min | tok/s median | tok/s max | peak RSS MB (max) |")
-    print("|---|---|---|---|---|---|")
+    print("| method | compute dtype | tokens | tok/s min | tok/s median | tok/s max | peak RSS MB (max) |")
+    print("|---|---|---|---|---|---|---|")
     med = {}
     for method in methods:
         rs = [r for r in rows if r["method"] == method]
         tps = [r["tokens_per_s"] for r in rs]
         med[method] = float(np.median(tps))
-        print(f"| {method} | {rs[0]['tokens']} | {min(tps):.0f} | {med[method]:.0f} | {max(tps):.0f} | "
+        print(f"| {method} | {rs[0]['compute_dtype']} | {rs[0]['tokens']} | {min(tps):.0f} | {med[method]:.0f} | "
+              f"{max(tps):.0f} | "
               f"{max(r['peak_rss_mb'] for r in rs):.0f} |")
     print()
-    for other, label in (("full", "a/b"), ("backbone", "a/c"), ("fp16-one", "a/d")):
-        if "emovec" in med and other in med:
-            print(f"- {label} (emovec / {other}, medians): {med['emovec'] / med[other]:.2f}")
+    for mine, other, label in (("emovec", "full", "a/b"), ("emovec", "backbone", "a/c"), ("emovec", "fp16-one", "a/d"),
+                               ("emovec-auto", "backbone", "e/c"), ("emovec-auto", "backbone-bf16", "e/f")):
+        if mine in med and other in med:
+            print(f"- {label} ({mine} / {other}, medians): {med[mine] / med[other]:.2f}")
 
 
 if __name__ == "__main__":
