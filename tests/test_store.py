@@ -359,7 +359,8 @@ def test_a_zarr2_export_verifies_clean_and_names_a_damaged_chunk(tmp_path: Path)
     r = runner.invoke(cli, ["store", "export", str(tmp_path / "s.zarr"), "--zarr-format", "2", str(v2)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["store", "verify", str(v2)])
-    assert r.exit_code == 0 and r.output.startswith(f"ok: every chunk file and metadata document of {v2} matches"), r.output
+    ok = f"ok: every chunk file and metadata document of {v2} matches"
+    assert r.exit_code == 0 and r.output.startswith(ok), r.output
     manifest = emovec_store.finalize.read_manifest(emovec_store.open(v2))
     assert "models/m/mean_from_50/pooled/1.0.0" in manifest and not any("/c/" in k for k in manifest)
     chunk = v2 / "models/m/mean_from_50/pooled/1.0.0"
