@@ -17,6 +17,7 @@ import xarray as xr
 import emovec_store
 from emovec_store import Store
 from emovec_store.errors import InputError
+from emovec_store.layout import readout_layout
 
 from ._common import as_labels
 
@@ -53,7 +54,7 @@ def open_store(store: str | Path | Store) -> Store:
 
 def pooled_readouts(store: Store, model: str) -> list[str]:
     """The model's pooled (not per-token) readouts."""
-    return [r for r in store.readouts(model) if store.readout_attrs(model, r).get("kind") != "tokens"]
+    return [r for r in store.readouts(model) if readout_layout(store.readout_attrs(model, r)) == "pooled"]
 
 
 def story_readout(store: Store, model: str, readout: str | None = None) -> str:
