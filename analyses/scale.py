@@ -21,6 +21,8 @@ def scheduler_context(address: str | None) -> Iterator[Any]:
     if address is None:
         yield None
         return
+    if not address.strip():
+        raise InputError("--scheduler needs an address such as tcp://HOST:8786", field="scheduler")
     try:
         from dask.distributed import Client
     except ImportError:
@@ -29,6 +31,9 @@ def scheduler_context(address: str | None) -> Iterator[Any]:
         client = Client(address, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s ({exc})",
+                         field="scheduler") from None
+    except (ValueError, TypeError) as exc:  # distributed's parse of a malformed address
+        raise InputError(f"--scheduler {address!r} is not a scheduler address such as tcp://HOST:8786 ({exc})",
                          field="scheduler") from None
     with client:
         yield client

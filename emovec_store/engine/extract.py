@@ -123,6 +123,9 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
     device_policy.set_mps_environment()  # before torch loads: nothing above imports it
     started = time.monotonic()
     check_stimuli(stimuli)
+    if store_path.exists() and not store_path.is_dir():
+        raise InputError(f"{str(store_path)!r} is a file, not a store directory; choose another --store path",
+                         field="store")
     if store_path.exists() and not (store_path / "zarr.json").exists() and any(store_path.iterdir()):
         raise InputError(f"{str(store_path)!r} exists and is not an emovec store; choose another --store path")
     source = resolve(model)
