@@ -27,8 +27,20 @@ def scheduler_context(address: str | None) -> Iterator[Any]:
         from dask.distributed import Client
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'emovec[cluster]'") from None
+    import dask
+
+    before = dask.config.get("scheduler", None)
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+        except BaseException:
+            # a Client that failed to start may already have made itself dask's default scheduler:
+            # put back what was there, so later computations do not look for a client that is not there
+            if before is None:
+                dask.config.config.pop("scheduler", None)
+            else:
+                dask.config.set(scheduler=before)
+            raise
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s ({exc})",
                          field="scheduler") from None

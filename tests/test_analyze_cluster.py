@@ -102,3 +102,16 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(store: Path, tmp_path: 
     assert r.exit_code == 2, r.output
     assert len(r.output.strip().splitlines()) == 1 and "cannot reach the dask scheduler" in r.output
     assert address in r.output and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1:1"])
+def test_a_failed_scheduler_leaves_the_local_scheduler_in_place(address: str) -> None:
+    """A Client that cannot start must not stay dask's default scheduler (later computes would fail)."""
+    import dask.array as da
+
+    from emovec.analyses.scale import scheduler_context
+    from emovec_store.errors import InputError
+
+    with pytest.raises(InputError), scheduler_context(address):
+        pass
+    assert int(da.ones(4, chunks=2).sum().compute()) == 4
