@@ -63,6 +63,7 @@ def cli() -> None:
 
 def _register() -> None:
     from . import analyze as analyze_cmds
+    from . import compare as compare_cmds
     from . import corpus as corpus_cmds
     from . import extract as extract_cmds
     from . import models as models_cmds
@@ -80,6 +81,7 @@ def _register() -> None:
     cli.add_command(steer_cmds.steer)
     cli.add_command(vectors_cmds.vectors)
     cli.add_command(trace_cmds.trace)
+    cli.add_command(compare_cmds.compare)
 
 
 _register()

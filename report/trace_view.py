@@ -48,3 +48,4 @@ def trace_html(values: np.ndarray, emotions: Sequence[str], tokens: Sequence[str
             "th{text-align:right;padding-right:1em;font-weight:normal}</style>"
             f"<h1>{html.escape(title)}</h1><p>orange: positive, blue: negative projection; full colour = "
             f"{vmax:.3f}</p><table>{''.join(rows)}</table>")
+
