@@ -223,10 +223,10 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
                     n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap, seed=seeds[0]))
             with clock.step("implicit", where and f"implicit ({where})"):
                 per_layer.add_scenarios("implicit", _score_scenarios(st, data, block, lang, vec, "implicit", partial(
-                    implicit.run_implicit, n_permutations=options.n_permutations, seed=seeds[2])))
+                    implicit.run_implicit, n_permutations=options.n_permutations, seed=seeds[2]), skipped))
             with clock.step("intensity", where and f"intensity ({where})"):
                 per_layer.add_scenarios("intensity", _score_scenarios(st, data, block, lang, vec, "intensity", partial(
-                    implicit.run_intensity, n_permutations=options.n_permutations, seed=seeds[3])))
+                    implicit.run_intensity, n_permutations=options.n_permutations, seed=seeds[3]), skipped))
             with clock.step("write", where and f"write ({where})"):
                 per_layer.add_vectors(vec, keep=writers is None)
                 if writers is not None:
@@ -352,7 +352,7 @@ def _scenario_readouts(st: Store, model: str, story_readout_name: str) -> list[s
 
 
 def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: str | None, vec: Vectors, kind: str,
-                     run: Callable[..., Any]) -> dict[str, Any]:
+                     run: Callable[..., Any], skipped: dict[str, str]) -> dict[str, Any]:
     """``run`` (implicit or intensity scoring) on the ``kind`` rows of each scenario readout, by readout
     (the result objects, for joining blocks of layers)."""
     out: dict[str, Any] = {}
@@ -360,7 +360,10 @@ def _score_scenarios(st: Store, data: ReadoutData, layer_ids: list[int], lang: s
         rows = _scenario_rows(st, data.model, name, data, layer_ids, kind, lang, vec)
         if rows is not None:
             pooled, center = rows
-            out[name] = run(pooled, vec.vectors, center=center)
+            try:
+                out[name] = run(pooled, vec.vectors, center=center)
+            except InputError as err:  # e.g. a --limit sample left no template with 3 levels: skip, say why
+                skipped[f"{kind}.{name}"] = str(err)
     return out
 
 

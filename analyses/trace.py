@@ -15,6 +15,7 @@ import xarray as xr
 
 from emovec_store import Store
 from emovec_store.errors import InputError
+from emovec_store.layout import readout_layout
 
 from .steer import VECTOR_SETS, read_vectors
 
@@ -76,7 +77,7 @@ def trace_from_store(store: Store, model: str, stimulus: str, units: xr.DataArra
                      readout: str = "tokens", decode: Any = None) -> xr.DataArray:
     """The trace of ``stimulus`` from the store's per-token readout (tokens shown as ids unless
     ``decode`` maps an id to text)."""
-    if readout not in store.readouts(model) or store.readout_attrs(model, readout).get("kind") != "tokens":
+    if readout not in store.readouts(model) or readout_layout(store.readout_attrs(model, readout)) != "tokens":
         raise InputError(f"model {model!r} in {store.location!r} has no per-token readout {readout!r}")
     ds = store.dataset(model, readout)
     ids = [str(s) for s in ds["stimulus"].values]

@@ -220,3 +220,21 @@ def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(
     res = analyze(tmp_path / "s.zarr", options)["models"]["m"]
     assert "top 8 principal components" in res["probes"]["reduction"]
     assert _at(res, ("probes", "probe"), res["layers"][-1])["value"] > 0.8
+
+
+def test_an_intensity_set_that_cannot_be_scored_is_skipped_with_its_reason(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --limit sample can leave every intensity template with fewer than 3 levels: the run goes on."""
+    from emovec.analyses import implicit
+    from emovec_store.errors import InputError
+
+    def unusable(*args: object, **kwargs: object) -> None:
+        raise InputError("no usable intensity template: t0: 2 distinct levels (need ≥ 3)")
+
+    monkeypatch.setattr(implicit, "run_intensity", unusable)
+    make_analysis_store(tmp_path / "s.zarr", structure=True)
+    res = analyze(tmp_path / "s.zarr", AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False,
+                                                      write=False))["models"]["m"]
+    assert res["intensity"] == {} and "intensity" in res["skipped"]
+    assert any(k.startswith("intensity.") and "2 distinct levels" in v for k, v in res["skipped"].items())
+    assert res["implicit"]  # the other families ran
