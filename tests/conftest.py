@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,3 +14,26 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("EMOVEC_DEBUG", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test module: tiny models gain nothing from more, and lose a lot on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """A tiny random llama (model in eval mode, tokenizer), built once per test module."""
+    import transformers
+
+    from tests.tiny_models import build_model
+
+    path = build_model("llama", tmp_path_factory.mktemp("llama"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+    return model, transformers.AutoTokenizer.from_pretrained(path)

@@ -2,7 +2,6 @@
 model, seeds reproduce, and the strength scale comes from the store."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,8 @@ from emovec.analyses import steer
 from emovec_store.derived import write_derived
 from emovec_store.errors import InputError
 from tests.analysis_store import EMOTIONS, make_analysis_store
-from tests.tiny_models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One thread: tiny models gain nothing from more, and lose a lot on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    import transformers
-
-    path = build_model("llama", tmp_path_factory.mktemp("llama"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
-    return model, transformers.AutoTokenizer.from_pretrained(path)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hook_count(model: Any) -> int:
@@ -52,8 +32,9 @@ IDS = [2, 20, 21, 22, 23, 24, 25]
 
 
 @pytest.mark.parametrize("layer", [0, 1, 3])
-def test_steering_changes_outputs_inside_and_leaves_the_model_as_it_was(tiny: tuple[Any, Any], layer: int) -> None:
-    model, _ = tiny
+def test_steering_changes_outputs_inside_and_leaves_the_model_as_it_was(tiny_llama: tuple[Any, Any],
+                                                                        layer: int) -> None:
+    model, _ = tiny_llama
     before = _logits(model, IDS)
     direction = steer.random_direction(32, seed=1)
     with steer.steering(model, layer, 5.0 * direction):
@@ -64,17 +45,17 @@ def test_steering_changes_outputs_inside_and_leaves_the_model_as_it_was(tiny: tu
     np.testing.assert_array_equal(_logits(model, IDS), before)
 
 
-def test_the_hook_is_removed_after_an_exception(tiny: tuple[Any, Any]) -> None:
-    model, _ = tiny
+def test_the_hook_is_removed_after_an_exception(tiny_llama: tuple[Any, Any]) -> None:
+    model, _ = tiny_llama
     with pytest.raises(RuntimeError), steer.steering(model, 2, np.ones(32)):
         raise RuntimeError("boom")
     assert _hook_count(model) == 0
 
 
-def test_steering_adds_the_vector_to_the_residual_stream_at_the_layer(tiny: tuple[Any, Any]) -> None:
+def test_steering_adds_the_vector_to_the_residual_stream_at_the_layer(tiny_llama: tuple[Any, Any]) -> None:
     import torch
 
-    model, _ = tiny
+    model, _ = tiny_llama
     seen: list[np.ndarray] = []
     block = steer._blocks(model)[2]  # its input is layer 2 (the output of block 1)
     handle = block.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().numpy().copy()))
@@ -90,8 +71,8 @@ def test_steering_adds_the_vector_to_the_residual_stream_at_the_layer(tiny: tupl
     np.testing.assert_allclose(steered - plain, np.broadcast_to(vec, plain.shape), atol=1e-5)
 
 
-def test_strength_zero_reproduces_unsteered_generation_token_for_token(tiny: tuple[Any, Any]) -> None:
-    model, tok = tiny
+def test_strength_zero_reproduces_unsteered_generation_token_for_token(tiny_llama: tuple[Any, Any]) -> None:
+    model, tok = tiny_llama
     ids = steer.prompt_ids(tok, "tell me about the train")
     plain = steer.generate(model, tok, ids, seed=7, max_new_tokens=12)
     direction = steer.random_direction(32, seed=0)
@@ -105,8 +86,8 @@ def test_strength_zero_reproduces_unsteered_generation_token_for_token(tiny: tup
     assert len(plain) == 12
 
 
-def test_seeds_reproduce_and_differ(tiny: tuple[Any, Any]) -> None:
-    model, tok = tiny
+def test_seeds_reproduce_and_differ(tiny_llama: tuple[Any, Any]) -> None:
+    model, tok = tiny_llama
     ids = steer.prompt_ids(tok, "the dog")
     runs = [steer.generate(model, tok, ids, seed=s, max_new_tokens=16) for s in (1, 1, 2)]
     assert runs[0] == runs[1]
@@ -118,8 +99,8 @@ def test_seeds_reproduce_and_differ(tiny: tuple[Any, Any]) -> None:
     assert steered[0] != runs[0]
 
 
-def test_prompt_ids_use_the_chat_template(tiny: tuple[Any, Any]) -> None:
-    _, tok = tiny
+def test_prompt_ids_use_the_chat_template(tiny_llama: tuple[Any, Any]) -> None:
+    _, tok = tiny_llama
     ids = steer.prompt_ids(tok, "the dog")
     plain = tok("the dog", add_special_tokens=False)["input_ids"]
     assert len(ids) > len(plain) + 4  # the template's role markers wrap the prompt

@@ -1,7 +1,6 @@
 """The dose-response experiment: its design (shared strength 0, matched controls) and its statistics."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +12,8 @@ import xarray as xr
 from emovec.analyses import dose_response as dr
 from emovec.analyses.steer import SteeringSource
 from emovec_store.errors import InputError
-from tests.tiny_models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One thread: tiny models gain nothing from more, and lose a lot on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    import transformers
-
-    path = build_model("llama", tmp_path_factory.mktemp("llama"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
-    return model, transformers.AutoTokenizer.from_pretrained(path)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _source(hidden: int = 32, mean_norm: float = 30.0) -> SteeringSource:
@@ -44,8 +24,8 @@ def _source(hidden: int = 32, mean_norm: float = 30.0) -> SteeringSource:
     return SteeringSource(model="m", layer=2, vectors=vec, mean_norm=mean_norm, readout="mean", vector_set="raw")
 
 
-def test_a_small_run_has_every_cell_shares_strength_zero_and_reports_controls(tiny: tuple[Any, Any]) -> None:
-    model, tok = tiny
+def test_a_small_run_has_every_cell_shares_strength_zero_and_reports_controls(tiny_llama: tuple[Any, Any]) -> None:
+    model, tok = tiny_llama
     settings = dr.SteerSettings(emotions=["joyful"], strengths=(-1.0, 0.0, 1.0), prompts=("the dog", "a train"),
                                 rollouts=2, random_controls=2, max_new_tokens=6, bootstrap=50)
     calls: list[int] = []
@@ -115,12 +95,13 @@ def test_prompts_file(tmp_path: Path) -> None:
         dr.read_prompts(str(path))
 
 
-def test_the_judge_gives_the_unsteered_perplexity_and_read_out_of_the_generated_tokens(tiny: tuple[Any, Any]) -> None:
+def test_the_judge_gives_the_unsteered_perplexity_and_read_out_of_the_generated_tokens(
+        tiny_llama: tuple[Any, Any]) -> None:
     import torch
 
     from emovec.analyses.scorers import ModelJudge, vader_valence
 
-    model, _ = tiny
+    model, _ = tiny_llama
     prompt, gen = [2, 20, 21, 22], [23, 24, 25, 26, 27]
     units = np.eye(32)[:3]
     verdict = ModelJudge(model, 3, units, ["a", "b", "c"]).judge(prompt, gen)
