@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,11 +38,16 @@ def describe(exc: OSError, what: str, path: Path, *, needed_bytes: int | None = 
 
 
 @contextmanager
-def reported(what: str, path: Path, *, needed_bytes: int | None = None) -> Iterator[None]:
-    """Turn an OSError raised in the block into :func:`describe`'s one-line :class:`StoreError`."""
+def reported(what: str, path: Path, *, needed_bytes: int | Callable[[], int] | None = None) -> Iterator[None]:
+    """Turn an OSError raised in the block into :func:`describe`'s one-line :class:`StoreError`.
+
+    ``needed_bytes`` may be a callable: it is called only when the disk turned out to be full, so that
+    a hot path (the writer, once per batch) pays nothing for the message it will rarely need.
+    """
     try:
         yield
     except OSError as exc:
         if isinstance(exc, StoreError):  # StoreNotFoundError is an OSError too: already one line
             raise
-        raise describe(exc, what, path, needed_bytes=needed_bytes) from None
+        need = needed_bytes() if callable(needed_bytes) and exc.errno == errno.ENOSPC else needed_bytes
+        raise describe(exc, what, path, needed_bytes=need if isinstance(need, int) else None) from None

@@ -171,7 +171,7 @@ class StreamWriter:
 
     def _reported(self) -> AbstractContextManager[None]:
         """OSErrors (disk full, read-only) while writing, as one line naming the store and the space needed."""
-        return reported(f"writing store {str(self._store_dir)!r}", self._dir, needed_bytes=self.bytes_still_needed())
+        return reported(f"writing store {str(self._store_dir)!r}", self._dir, needed_bytes=self.bytes_still_needed)
 
     def bytes_still_needed(self) -> int:
         """Bytes of this writer's chunk files not yet on disk (what a full disk must make room for)."""
