@@ -76,6 +76,17 @@ def _loads_storable(corpus: Path) -> None:
         "".join(table[column]).encode("utf-8")
 
 
+def _loads_or_fails_in_one_line(corpus: Path, named: Path) -> None:
+    """The corpus loads into something storable, or fails with one line naming ``named``; the validator
+    reports (never raises), one line per violation."""
+    try:
+        _loads_storable(corpus)
+    except Exception as exc:
+        _one_line_corpus_error(exc, named)
+    violations = validate_corpus(corpus)
+    assert all("\n" not in v.message for v in violations)
+
+
 def _record_line(record: dict[str, Any], replace: dict[str, Any]) -> str:
     return json.dumps({**record, **replace}, allow_nan=True)
 
@@ -85,12 +96,7 @@ def _record_line(record: dict[str, Any], replace: dict[str, Any]) -> str:
 def test_loader_on_hostile_bytes(rel: str, data: bytes) -> None:
     with _copy(TINY) as corpus:
         (corpus / rel).write_bytes(data)
-        try:
-            _loads_storable(corpus)
-        except Exception as exc:
-            _one_line_corpus_error(exc, corpus / rel)
-        violations = validate_corpus(corpus)  # reports, never raises
-        assert all("\n" not in v.message for v in violations)
+        _loads_or_fails_in_one_line(corpus, corpus / rel)
 
 
 @FUZZ
@@ -103,11 +109,7 @@ def test_loader_on_records_of_wrong_types(rel: str, key: str, value: Any) -> Non
         lines = path.read_text(encoding="utf-8").splitlines()
         lines[0] = _record_line(json.loads(lines[0]), {key: value})
         path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
-        try:
-            _loads_storable(corpus)
-        except Exception as exc:
-            _one_line_corpus_error(exc, corpus)
-        validate_corpus(corpus)
+        _loads_or_fails_in_one_line(corpus, corpus)
 
 
 @FUZZ
@@ -125,11 +127,7 @@ def test_loader_on_metadata_of_wrong_types(key: str, value: Any) -> None:
             emotions[key] = value
         for name, doc in (("emotions.json", emotions), ("topics.json", topics)):
             (corpus / name).write_text(json.dumps(doc, allow_nan=True), encoding="utf-8", errors="surrogatepass")
-        try:
-            _loads_storable(corpus)
-        except Exception as exc:
-            _one_line_corpus_error(exc, corpus)
-        validate_corpus(corpus)
+        _loads_or_fails_in_one_line(corpus, corpus)
 
 
 @FUZZ
