@@ -30,8 +30,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     model = build_model("llama", root / "llama")
     table = pd.DataFrame({"stimulus": [f"s{i}" for i in range(len(TEXTS))], "text": TEXTS,
                           "kind": "story", "emotion": ["calm", "sad", "calm"]})
+    # float32 compute, as the trace from the model uses: `auto` would pick bf16 on a CPU with native bf16
     extract(str(model), table, root / "s.zarr", pooling=["mean", "tokens"], storage_dtype="float32",
-            device="cpu", progress=False)
+            dtype="float32", device="cpu", progress=False)
     st = emovec_store.open(root / "s.zarr")
     slug = st.models[0]
     rng = np.random.default_rng(0)
