@@ -1,9 +1,10 @@
 """Finalize (cleanup → max |x| → manifest → consolidated metadata → complete) and verify.
 
-This module works on a store *directory* and its zarr root; it does not know the
-:class:`~emovec_store.store.Store` class, which calls it (``Store.finalize``, ``Store.reopen``). The
-public functions that take an open store (:func:`verify`, :func:`check_integrity`,
-:func:`derived_groups`, :func:`read_manifest`) need only the few members of :class:`StoreFiles`.
+This module does not know the :class:`~emovec_store.store.Store` class, which calls it
+(``Store.finalize``, ``Store.reopen``): :func:`seal` and :func:`unseal` work on a store *directory* and its
+zarr root; the functions that take an open store need only the few members of :class:`StoreFiles`
+(:func:`verify`, :func:`check_integrity`, :func:`derived_groups`, :func:`read_manifest`) or
+:class:`FinalizableStore` (:func:`finalize_store`).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from emovec.common.hashing import file_sha256
 
 from . import layout
 from .errors import IncompleteStoreError, IntegrityError, StoreError
+from .fserrors import reported
 from .nodes import array_at, group_at, json_list, read_values
-from .progress import remove_lock_dir
+from .progress import Progress, remove_lock_dir
 from .storefiles import DirTree, FileTree, ZipTree, file_tree, is_litter, is_metadata, read_json, structure_problems
 
 
@@ -43,6 +45,37 @@ class StoreFiles(Protocol):
 
     @property
     def zarr_root(self) -> zarr.Group: ...
+
+
+class FinalizableStore(StoreFiles, Protocol):
+    """What :func:`finalize_store` needs of an open store."""
+
+    @property
+    def models(self) -> list[str]: ...
+
+    def readouts(self, model: str) -> list[str]: ...
+
+    def progress(self, model: str, readout: str) -> Progress: ...
+
+    def require_writable(self) -> Path: ...
+
+
+def finalize_store(store: FinalizableStore) -> None:
+    """Seal a writable store once every batch of every readout has its done flag; else
+    :class:`IncompleteStoreError` naming each unfinished readout and its count of done batches."""
+    path = store.require_writable()
+    readouts = {model: store.readouts(model) for model in store.models}
+    missing = []
+    for model, names in readouts.items():
+        for readout in names:
+            done = store.progress(model, readout)
+            if not done.complete:
+                missing.append(f"{model}/{readout} ({done.done}/{done.total} batches done)")
+    if missing:
+        raise IncompleteStoreError("cannot finalize, batches are missing in: " + ", ".join(missing) +
+                                   "; resume the extraction first")
+    with reported(f"finalizing store {store.location!r}", path):
+        seal(path, store.zarr_root, readouts)
 
 
 #: Manifest group attribute saying it covers the metadata documents too (stores sealed before it
@@ -89,7 +122,7 @@ def seal(path: Path, root: zarr.Group, readouts: Mapping[str, Sequence[str]]) ->
     Removes temp files, half-made readouts and locks; reduces the per-batch max |x| into each readout's
     and model's ``max_abs_per_layer``; writes the manifest and the consolidated metadata; and sets
     ``complete`` last. ``readouts`` lists the readout groups of each model. The caller
-    (:meth:`Store.finalize <emovec_store.store.Store.finalize>`) checks the done flags first.
+    (:func:`finalize_store`) checks the done flags first.
     """
     for stray in path.rglob("*.partial"):
         stray.unlink()

@@ -1,14 +1,13 @@
 """Create and open emovec stores; the read API returns labelled, lazy xarray objects.
 
 The schema itself (which groups and arrays a store and a readout have) is built by
-:mod:`emovec_store.schema`; sealing and verifying are :mod:`emovec_store.finalize`; this module decides
-when to build, checks plans against what is there, and reads.
+:mod:`emovec_store.schema`; whether a model or readout is built or checked against what is there is
+:mod:`emovec_store.planning`; sealing and verifying are :mod:`emovec_store.finalize`. This module creates
+and opens stores, and reads them; :class:`Store`'s writing methods are the doors to those modules.
 """
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -20,12 +19,10 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from emovec.common.compare import mismatches
 from emovec.common.files import atomic_path
-from emovec.common.hashing import text_sha256
 
 from . import layout
-from .dtypes import StorageDtype, bf16_bits_to_float32, parse_storage_dtype
+from .dtypes import StorageDtype, bf16_bits_to_float32
 from .errors import (
     EmovecError,
     IncompatibleStoreError,
@@ -36,19 +33,17 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .finalize import seal, unseal
+from .finalize import finalize_store, unseal
 from .finalize import verify as verify_files
 from .fserrors import reported
 from .guarded import GuardedStore, http_storage_options
 from .nodes import group_at, read_values
+from .planning import plan_model, plan_readout
 from .progress import Progress, done_flags
 from .schema import (
-    build_readout,
     build_store,
-    check_plan,
     normalise_stimuli,
     stimuli_sha256,
-    with_layout,
 )
 from .storefiles import check_structure
 from .writer import StreamWriter
@@ -364,18 +359,10 @@ class Store:
         """Create the group of a model, or check that an existing one is the same model.
 
         ``identity`` (model file hash, revision, tokenizer hash…) must match on append; a mismatch
-        raises :class:`IncompatibleStoreError` listing every differing key.
+        raises :class:`IncompatibleStoreError` listing every differing key (:func:`planning.plan_model
+        <emovec_store.planning.plan_model>`).
         """
-        identity = dict(identity or {})
-        models = group_at(self._root, "models")
-        if model in models:
-            theirs = group_at(models, model).attrs.get("identity", {})
-            diff = mismatches(dict(theirs) if isinstance(theirs, Mapping) else {}, identity)
-            if diff:
-                raise IncompatibleStoreError(f"model {model!r} in {self.location!r} differs: " + "; ".join(diff))
-            return
-        self.require_writable()
-        models.create_group(model, attributes={**attrs, "identity": identity})
+        plan_model(self, model, attrs, identity)
 
     def add_readout(self, model: str, readout: str, *, stimulus_ids: Sequence[str],
                     layers: Sequence[int], hidden: int, storage_dtype: StorageDtype | str,
@@ -384,7 +371,8 @@ class Store:
                     token_ids: Sequence[Sequence[int]] | None = None,
                     token_chunk_rows: int | None = None,
                     attrs: Mapping[str, Any] | None = None) -> None:
-        """Create a readout group (arrays, batch plan, labels), or check an existing one matches.
+        """Create a readout group (arrays, batch plan, labels), or check an existing one matches
+        (:func:`planning.plan_readout <emovec_store.planning.plan_readout>`).
 
         Parameters
         ----------
@@ -397,44 +385,9 @@ class Store:
             row per token in CSR layout (``offsets``), instead of ``pooled``.
         attrs : the readout's attributes, e.g. its spec verbatim and the short-text rule.
         """
-        storage = parse_storage_dtype(storage_dtype)
-        model_group = self.model_group(model)
-        ids = [str(s) for s in stimulus_ids]
-        n = len(ids)
-        per_token = token_ids is not None
-        chunk_rows = chunk_rows or layout.default_chunk_rows(n, hidden, storage)
-        check_plan(batches, n, chunk_rows)
-        structure = {"layout": "tokens" if per_token else "pooled", "layers": [int(x) for x in layers],
-                     "hidden": int(hidden), "storage_dtype": storage, "chunk_rows": int(chunk_rows),
-                     "stimuli_sha256": text_sha256("\n".join(ids)),
-                     "batches_sha256": hashlib.sha256(np.asarray(batches, dtype="<i8").tobytes()).hexdigest()}
-        clash = sorted(set(attrs or {}) & (set(layout.STRUCTURAL_ATTRS) | {"coordinates", *layout.FINALIZE_ATTRS}))
-        if clash:
-            raise InputError(f"readout attribute(s) {', '.join(clash)} are the store's own (structural layout); "
-                             "give provenance another name", field=clash[0])
-        spec = json.loads(json.dumps({**structure, **dict(attrs or {})}))  # as stored: compare like with like
-        if readout in model_group:
-            theirs = with_layout(dict(group_at(model_group, readout).attrs), group_at(model_group, readout), spec)
-            planned = (set(theirs) | set(spec)) - {"coordinates", *layout.FINALIZE_ATTRS}
-            diff = mismatches(theirs, spec, keys=sorted(planned))
-            if diff:
-                raise IncompatibleStoreError(
-                    f"readout {model}/{readout} in {self.location!r} was planned differently: " + "; ".join(diff))
-            return
-        path = self.require_writable()
-        row_of = {s: i for i, s in enumerate(read_values(self._root, "stimuli/stimulus").tolist())}
-        missing = [s for s in ids if s not in row_of]
-        if missing:
-            raise InputError(f"stimulus {missing[0]!r} is not in the store's stimulus table", field="stimulus")
-        rows = np.array([row_of[s] for s in ids], dtype=np.int64)
-        # Build the group under a temporary name and rename it into place: a crash never leaves a
-        # half-made readout that a resume would mistake for a planned one.
-        final = path / "models" / model / readout
-        with atomic_path(final, tmp=final.with_name(f".{readout}.creating")) as tmp:
-            group = model_group.create_group(tmp.name)
-            build_readout(group, group_at(self._root, "stimuli"), ids, rows, layers, hidden, storage,
-                          chunk_rows, batches, n_tokens, token_ids, token_chunk_rows)
-            group.attrs.update(spec)
+        plan_readout(self, model, readout, stimulus_ids=stimulus_ids, layers=layers, hidden=hidden,
+                     storage_dtype=storage_dtype, batches=batches, chunk_rows=chunk_rows, n_tokens=n_tokens,
+                     token_ids=token_ids, token_chunk_rows=token_chunk_rows, attrs=attrs)
 
     def writer(self, model: str, readout: str, *, shard: tuple[int, int] | None = None,
                sync_interval: float = 1.0) -> StreamWriter:
@@ -447,20 +400,9 @@ class Store:
     def finalize(self) -> None:
         """Check every flag, clean up, write the manifest and consolidated metadata, mark complete.
 
-        Refuses (:class:`IncompleteStoreError`) while any batch of any readout lacks its done flag."""
-        path = self.require_writable()
-        readouts = {model: self.readouts(model) for model in self.models}
-        missing = []
-        for model, names in readouts.items():
-            for readout in names:
-                p = self.progress(model, readout)
-                if not p.complete:
-                    missing.append(f"{model}/{readout} ({p.done}/{p.total} batches done)")
-        if missing:
-            raise IncompleteStoreError("cannot finalize, batches are missing in: " + ", ".join(missing) +
-                                       "; resume the extraction first")
-        with reported(f"finalizing store {self.location!r}", path):
-            seal(path, self._root, readouts)
+        Refuses (:class:`IncompleteStoreError`) while any batch of any readout lacks its done flag
+        (:func:`finalize.finalize_store <emovec_store.finalize.finalize_store>`)."""
+        finalize_store(self)
 
     def verify(self) -> list[str]:
         """Re-hash every chunk file against the manifest; returns the damaged/missing/unexpected files."""
