@@ -89,13 +89,14 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(store: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1:1"])
-def test_a_failed_scheduler_leaves_the_local_scheduler_in_place(address: str) -> None:
+def test_a_failed_scheduler_leaves_the_local_scheduler_in_place(address: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A Client that cannot start must not stay dask's default scheduler (later computes would fail)."""
     import dask.array as da
 
-    from emovec.analyses.scale import scheduler_context
     from emovec_store.errors import InputError
 
-    with pytest.raises(InputError), scheduler_context(address):
+    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)
+    with pytest.raises(InputError), scale.scheduler_context(address):
         pass
     assert int(da.ones(4, chunks=2).sum().compute()) == 4
