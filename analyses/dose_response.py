@@ -26,7 +26,7 @@ import pandas as pd
 
 from emovec_store.errors import InputError
 
-from .scorers import ModelJudge, TextScorer, vader_valence
+from .scorers import ModelJudge, TextScorer, nrc_affect, vader_valence
 from .steer import SteeringSource, generate, prompt_ids, random_direction, steering, steering_vector
 
 #: Built-in neutral prompts (everyday requests with no emotional content).
@@ -156,6 +156,7 @@ def run_steering(model: Any, tokenizer: Any, source: SteeringSource, settings: S
             row: dict[str, Any] = {"condition": condition, "strength": strength, "prompt": p, "rollout": r,
                                    "text": text, "n_tokens": len(tokens), "perplexity": verdict.perplexity,
                                    "vader": vader_valence(text)}
+            row.update({f"nrc:{a}": v for a, v in nrc_affect(text).items()})
             row.update({f"readout:{e}": v for e, v in verdict.readout.items()})
             for name, fn in (extra_scorers or {}).items():
                 row[name] = float(fn(text))
@@ -175,7 +176,7 @@ def _expand_zero(gen: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
 
 
 def score_columns(gen: pd.DataFrame) -> list[str]:
-    """Every score column: perplexity, VADER, the read-outs and any user scorer."""
+    """Every score column: perplexity, VADER, the NRC affects, the read-outs and any user scorer."""
     fixed = {"condition", "strength", "prompt", "rollout", "text", "n_tokens"}
     return [c for c in gen.columns if c not in fixed]
 

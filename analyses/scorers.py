@@ -2,6 +2,9 @@
 
 - :func:`vader_valence`: VADER's compound valence in [-1, 1] (a lexicon and rules; independent of
   the model).
+- :func:`nrc_affect`: for each of the NRC Emotion Lexicon's ten affects (Mohammad & Turney 2013, the
+  copy packaged in ``nrclex``), the share of the text's words associated with it (independent of
+  the model too).
 - :class:`ModelJudge`: the *unsteered* model reads the prompt plus the generation once and gives
   the perplexity of the generated tokens (the fluency guard) and their mean residual at the
   steering layer projected onto each unit emotion vector (the model's own emotion read-out).
@@ -9,6 +12,7 @@
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +34,36 @@ def _vader() -> Any:
 def vader_valence(text: str) -> float:
     """VADER compound valence of ``text`` (-1 most negative, +1 most positive, 0 neutral or empty)."""
     return float(_vader().polarity_scores(text)["compound"])
+
+
+#: The NRC Emotion Lexicon's affects: Plutchik's eight emotions and two sentiments.
+NRC_AFFECTS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust", "negative",
+               "positive")
+
+_WORD = re.compile(r"[a-z]+")
+
+
+@lru_cache(maxsize=1)
+def _nrc() -> Any:
+    from nrclex import NRCLex
+
+    return NRCLex(None)  # None: the lexicon file packaged with nrclex, never a download
+
+
+def nrc_affect(text: str) -> dict[str, float]:
+    """Share of the words of ``text`` associated with each affect in :data:`NRC_AFFECTS` (a word can
+    carry several affects; NaN for every affect when the text has no word).
+
+    Words are runs of ASCII letters of the lower-cased text, looked up as they are: nrclex's own
+    TextBlob tokenizer and lemmatizer are not used, as they need NLTK data downloaded at run time.
+    """
+    words = _WORD.findall(text.lower())
+    if not words:
+        return {a: float("nan") for a in NRC_AFFECTS}
+    lexicon = _nrc()
+    lexicon.load_token_list(words)
+    counts = lexicon.raw_emotion_scores
+    return {a: counts.get(a, 0) / len(words) for a in NRC_AFFECTS}
 
 
 @dataclass(frozen=True)

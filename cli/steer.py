@@ -56,7 +56,8 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     """Steer the model of STORE along each --emotion vector at several strengths and measure the effect.
 
     Controls: random directions of the same norm and the least similar emotion's vector. Scorers:
-    VADER valence, the unsteered model's emotion read-out of the text, its perplexity (fluency).
+    VADER valence, NRC Emotion Lexicon affects (share of words), the unsteered model's emotion
+    read-out of the text, its perplexity (fluency).
     Writes dose_response.csv, slopes.csv, generations.csv, results.json and dose_response.png.
     """
     from emovec.analyses import dose_response as dr
@@ -87,7 +88,7 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     result.generations.to_csv(out / "generations.csv", index=False)
     payload = {**result.to_dict(), "examples": dr.examples(result).to_dict(orient="records")}
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=float))
-    shown = ["vader", *[f"readout:{e}" for e in emotions], *extra, "perplexity"]
+    shown = ["vader", "nrc:positive", "nrc:negative", *[f"readout:{e}" for e in emotions], *extra, "perplexity"]
     title = f"{source.model} layer {source.layer}: steering along emotion vectors"
     (out / "dose_response.png").write_bytes(dose_response_png(payload["cells"], shown, title=title))
     click.echo(f"layer {source.layer}, mean residual norm {source.mean_norm:.2f}; "

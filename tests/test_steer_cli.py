@@ -41,7 +41,7 @@ def test_steer_writes_tables_plot_and_examples(setup: tuple[Path, Path], tmp_pat
         assert (out / name).stat().st_size > 0
     payload = json.loads((out / "results.json").read_text())
     assert payload["source"]["layer"] == 2
-    assert {r["scorer"] for r in payload["slopes"]} >= {"vader", "perplexity", "readout:joyful"}
+    assert {r["scorer"] for r in payload["slopes"]} >= {"vader", "nrc:positive", "perplexity", "readout:joyful"}
     assert len(payload["examples"]) == (1 + 1 + 2) * 3  # joyful, its control, 2 random; 3 strengths
     assert (out / "dose_response.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -42,7 +42,8 @@ def test_a_small_run_has_every_cell_shares_strength_zero_and_reports_controls(ti
     assert all(values == zero.iloc[0] for values in zero)
     steered = gen[(gen["strength"] == 1.0) & (gen["condition"] == "joyful")]["perplexity"].tolist()
     assert steered != zero.iloc[0]
-    assert {"perplexity", "vader", "length", "readout:joyful", "readout:calm"} <= set(result.scorers())
+    assert {"perplexity", "vader", "nrc:joy", "nrc:negative", "length", "readout:joyful", "readout:calm"} <= set(
+        result.scorers())
     slope = result.slopes.set_index(["emotion", "scorer"]).loc[("joyful", "vader")]
     assert slope["p_vs_random"] in (1 / 3, 2 / 3, 1.0)
     assert len(slope["random_slopes"]) == 2
