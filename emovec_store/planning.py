@@ -25,6 +25,7 @@ from emovec.common.hashing import text_sha256
 from . import layout
 from .dtypes import StorageDtype, parse_storage_dtype
 from .errors import IncompatibleStoreError, InputError
+from .fserrors import reported
 from .nodes import group_at, read_values
 from .schema import build_readout, check_plan, with_layout
 
@@ -56,8 +57,9 @@ def plan_model(store: PlannedStore, model: str, attrs: Mapping[str, Any],
         if diff:
             raise IncompatibleStoreError(f"model {model!r} in {store.location!r} differs: " + "; ".join(diff))
         return
-    store.require_writable()
-    models.create_group(model, attributes={**attrs, "identity": identity})
+    path = store.require_writable()
+    with reported(f"adding model {model!r} to store {store.location!r}", path):
+        models.create_group(model, attributes={**attrs, "identity": identity})
 
 
 def plan_readout(store: PlannedStore, model: str, readout: str, *, stimulus_ids: Sequence[str],
@@ -102,7 +104,8 @@ def plan_readout(store: PlannedStore, model: str, readout: str, *, stimulus_ids:
     # Build the group under a temporary name and rename it into place: a crash never leaves a
     # half-made readout that a resume would mistake for a planned one.
     final = path / "models" / model / readout
-    with atomic_path(final, tmp=final.with_name(f".{readout}.creating")) as tmp:
+    with (reported(f"adding readout {model}/{readout} to store {store.location!r}", path),
+          atomic_path(final, tmp=final.with_name(f".{readout}.creating")) as tmp):
         group = model_group.create_group(tmp.name)
         build_readout(group, group_at(store.zarr_root, "stimuli"), ids, rows, layers, hidden, storage,
                       chunk_rows, batches, n_tokens, token_ids, token_chunk_rows)

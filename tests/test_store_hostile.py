@@ -371,3 +371,33 @@ def test_a_store_path_that_is_a_symlink_loop_is_one_line(tmp_path: Path) -> None
     loop = tmp_path / "loop.zarr"
     loop.symlink_to(loop)
     assert "link to nothing" in _one_line_error(invoke("demo", "--store", str(loop)), code=2)
+
+
+@pytest.mark.parametrize("where", ["model", "readout"])
+def test_a_filesystem_error_while_adding_a_model_or_readout_is_one_line_and_leaves_nothing_half_made(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import zarr
+
+    from emovec_store import planning
+
+    real_create_group = zarr.Group.create_group
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "d.zarr" / "models"))
+
+    def refuse_the_model_group(group: zarr.Group, name: str, **kwargs: Any) -> zarr.Group:
+        if name == "demo":  # the demo's model; creating the store itself still works
+            refuse()
+        return real_create_group(group, name, **kwargs)
+
+    with monkeypatch.context() as patch:
+        if where == "model":
+            patch.setattr(zarr.Group, "create_group", refuse_the_model_group)
+        else:
+            patch.setattr(planning, "build_readout", refuse)
+        line = _one_line_error(invoke("demo", "--store", str(tmp_path / "d.zarr")))
+    assert "Read-only file system while adding" in line and where in line, line
+    assert not list((tmp_path / "d.zarr").rglob("*.creating"))  # no half-made readout left behind
+    assert invoke("demo", "--store", str(tmp_path / "d.zarr")).exit_code == 0  # the filesystem is back
