@@ -39,6 +39,9 @@ NEUTRAL_PROMPTS = (
 
 RANDOM_PREFIX = "random:"
 
+#: ``from_position`` value that steers the generated tokens only (each prompt's own length).
+GENERATED = "generated"
+
 
 def parse_strengths(spec: str) -> list[float]:
     """``"a:b:n"`` → n evenly spaced strengths from a to b; ``"x,y,z"`` → those values."""
@@ -55,6 +58,26 @@ def parse_strengths(spec: str) -> list[float]:
     if not values:
         raise InputError(f"--strengths {spec!r} names no strength")
     return sorted(set(values) | {0.0})
+
+
+def parse_from_position(spec: str) -> int | str:
+    """``"generated"`` (steer the generated tokens only) or a position P >= 0 (steer positions >= P)."""
+    if spec.strip() == GENERATED:
+        return GENERATED
+    try:
+        value = int(spec)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InputError(f"--from-position {spec!r}: expected a position >= 0 or {GENERATED!r}")
+    return value
+
+
+def start_position(from_position: int | str | None, n_prompt: int) -> int | None:
+    """The first steered position of a prompt of ``n_prompt`` tokens (None: every position)."""
+    if from_position == GENERATED:
+        return n_prompt
+    return None if from_position is None else int(from_position)
 
 
 def read_prompts(path: str) -> list[str]:
@@ -81,11 +104,14 @@ class SteerSettings:
     random_controls: int = 3
     max_new_tokens: int = 32
     bootstrap: int = 1000
+    #: None: steer every position; P: positions >= P; ``"generated"``: the generated tokens only
+    from_position: int | str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"emotions": list(self.emotions), "strengths": list(self.strengths), "prompts": list(self.prompts),
                 "rollouts": self.rollouts, "seed": self.seed, "random_controls": self.random_controls,
-                "max_new_tokens": self.max_new_tokens, "bootstrap": self.bootstrap}
+                "max_new_tokens": self.max_new_tokens, "bootstrap": self.bootstrap,
+                "from_position": self.from_position}
 
 
 @dataclass
@@ -147,9 +173,12 @@ def run_steering(model: Any, tokenizer: Any, source: SteeringSource, settings: S
     rows: list[dict[str, Any]] = []
     for condition, strength in cells:
         vector = steering_vector(dirs[condition], strength, source.mean_norm) if condition else None
-        with steering(model, source.layer, vector):
-            outs = [generate(model, tokenizer, encoded[p], seed=settings.seed + r,
-                             max_new_tokens=settings.max_new_tokens) for p, r in units]
+        outs = []
+        for p, r in units:
+            with steering(model, source.layer, vector,
+                          from_position=start_position(settings.from_position, len(encoded[p]))):
+                outs.append(generate(model, tokenizer, encoded[p], seed=settings.seed + r,
+                                     max_new_tokens=settings.max_new_tokens))
         for (p, r), tokens in zip(units, outs):
             text = tokenizer.decode(tokens, skip_special_tokens=True)
             verdict = judge.judge(encoded[p], tokens)

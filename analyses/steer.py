@@ -2,8 +2,8 @@
 
 Layers follow the store's ``hidden_states`` index convention: layer 0 is the input of decoder
 block 0 (the embeddings), layer i >= 1 the output of block i-1. Steering layer i >= 1 therefore adds
-the vector to what block i-1 returns (every position, prompt and generated tokens alike); steering
-layer 0 adds it to what block 0 receives.
+the vector to what block i-1 returns (every position, prompt and generated tokens alike, or only
+positions from a given one on); steering layer 0 adds it to what block 0 receives.
 
 The strength ``s`` is a fraction of the layer's mean residual norm, measured on the corpus: the mean
 L2 norm of the rows of the pooled readout the vectors were computed from, at that layer. It is a
@@ -135,18 +135,45 @@ def _add_to_hidden(value: Any, delta: Any) -> Any:
     raise TypeError(f"decoder block produced {type(value).__name__}, expected a Tensor or a tuple of Tensors")
 
 
+def _positions(kwargs: dict[str, Any]) -> Any:
+    """The absolute positions ``(batch or 1, seq)`` of the tokens a decoder block is processing, from
+    the ``position_ids`` (or ``cache_position``) the model passes it; during cached generation the
+    block sees only the new token, at its true position."""
+    pos = kwargs.get("position_ids")
+    if pos is None:
+        pos = kwargs.get("cache_position")
+    if pos is None or pos.ndim not in (1, 2):
+        raise InputError("steering from a position needs decoder blocks that are given position ids; "
+                         "this model's are not")
+    return pos if pos.ndim == 2 else pos[None, :]
+
+
+def _delta_from(delta: Any, kwargs: dict[str, Any], from_position: int | None) -> Any:
+    """``delta`` where the vector is added: everywhere, or ``(batch, seq, hidden)`` zero before
+    ``from_position``."""
+    if from_position is None:
+        return delta
+    keep = (_positions(kwargs) >= from_position).to(delta.dtype)
+    return keep[..., None] * delta
+
+
 @contextmanager
-def steering(model: Any, layer: int, vector: np.ndarray | None) -> Iterator[None]:
+def steering(model: Any, layer: int, vector: np.ndarray | None, *,
+             from_position: int | None = None) -> Iterator[None]:
     """Add ``vector`` (already scaled, shape ``(hidden,)``) to the residual stream at ``layer``.
 
-    The hook is removed when the block exits, also after an exception. ``vector=None`` installs
-    nothing (the unsteered model).
+    ``from_position`` P adds it only at token positions >= P (0-based, prompt and generated tokens
+    counted alike; P = the prompt's length steers the generated tokens only); positions before P
+    are computed as without steering. The hook is removed when the block exits, also after an
+    exception. ``vector=None`` installs nothing (the unsteered model).
     """
     if vector is None:
         yield
         return
     import torch
 
+    if from_position is not None and from_position < 0:
+        raise InputError(f"--from-position {from_position} is negative")
     blocks = _blocks(model)
     if not 0 <= layer <= len(blocks):
         raise InputError(f"layer {layer} is outside 0..{len(blocks)} for this model")
@@ -154,14 +181,15 @@ def steering(model: Any, layer: int, vector: np.ndarray | None) -> Iterator[None
     delta = torch.as_tensor(np.asarray(vector, dtype=np.float32), device=param.device)
     if layer == 0:
         def pre_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            d = _delta_from(delta, kwargs, from_position)
             if args:
-                return (_add_to_hidden(args[0], delta), *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": _add_to_hidden(kwargs["hidden_states"], delta)}
+                return (_add_to_hidden(args[0], d), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": _add_to_hidden(kwargs["hidden_states"], d)}
         handle = blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True)
     else:
-        def hook(module: Any, args: tuple[Any, ...], output: Any) -> Any:
-            return _add_to_hidden(output, delta)
-        handle = blocks[layer - 1].register_forward_hook(hook)
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+            return _add_to_hidden(output, _delta_from(delta, kwargs, from_position))
+        handle = blocks[layer - 1].register_forward_hook(hook, with_kwargs=True)
     try:
         yield
     finally:

@@ -41,6 +41,9 @@ def _user_scorer(spec: str) -> tuple[str, Any]:
 @click.option("--random-controls", default=3, show_default=True, type=click.IntRange(min=1),
               help="Random directions of matched norm (p >= 1/(n+1)).")
 @click.option("--max-new-tokens", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--from-position", "from_position", default=None, metavar="P|generated",
+              help="Add the vector only at token positions >= P (0-based, prompt included); 'generated': "
+                   "only at the generated tokens (default: every position).")
 @click.option("--vectors", "vector_set", default=None, type=click.Choice(["denoised", "raw"]),
               help="Which stored vectors (default: denoised when present).")
 @click.option("--scorer", "scorers", multiple=True, help="Extra scorer MODULE:FUNCTION(text) -> float (repeatable).")
@@ -51,8 +54,8 @@ def _user_scorer(spec: str) -> tuple[str, Any]:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[str, ...], layer: int | None,
           strengths: str, rollouts: int, prompts_file: str | None, seed: int, random_controls: int,
-          max_new_tokens: int, vector_set: str | None, scorers: tuple[str, ...], sidecar: str | None, device: str,
-          out_dir: str | None, no_progress: bool) -> None:
+          max_new_tokens: int, from_position: str | None, vector_set: str | None, scorers: tuple[str, ...],
+          sidecar: str | None, device: str, out_dir: str | None, no_progress: bool) -> None:
     """Steer the model of STORE along each --emotion vector at several strengths and measure the effect.
 
     Controls: random directions of the same norm and the least similar emotion's vector. Scorers:
@@ -67,7 +70,8 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     settings = dr.SteerSettings(emotions=list(emotions), strengths=dr.parse_strengths(strengths),
                                 prompts=dr.read_prompts(prompts_file) if prompts_file else dr.NEUTRAL_PROMPTS[:3],
                                 rollouts=rollouts, seed=seed, random_controls=random_controls,
-                                max_new_tokens=max_new_tokens)
+                                max_new_tokens=max_new_tokens,
+                                from_position=dr.parse_from_position(from_position) if from_position else None)
     extra = dict(_user_scorer(s) for s in scorers)
     source = steering_source(store, model, layer=layer, vector_set=vector_set, sidecar=sidecar)
     for e in emotions:

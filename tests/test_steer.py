@@ -71,6 +71,70 @@ def test_steering_adds_the_vector_to_the_residual_stream_at_the_layer(tiny_llama
     np.testing.assert_allclose(steered - plain, np.broadcast_to(vec, plain.shape), atol=1e-5)
 
 
+def _hidden_states(model: Any, ids: list[int]) -> np.ndarray:
+    """Every layer's residual, (layer, position, hidden), each read as the input of the block after it
+    (hooks added after the steering hook, so they see what it did), the last one as the final norm's."""
+    import torch
+
+    seen: list[np.ndarray] = []
+    modules = [*steer._blocks(model), model.model.norm]
+    handles = [m.register_forward_pre_hook(lambda m, args: seen.append(args[0][0].detach().numpy().copy()))
+               for m in modules]
+    try:
+        with torch.no_grad():
+            model(torch.tensor([ids]))
+    finally:
+        for h in handles:
+            h.remove()
+    return np.stack(seen)
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_steering_from_a_position_leaves_earlier_positions_as_unsteered(tiny_llama: tuple[Any, Any],
+                                                                        layer: int) -> None:
+    model, _ = tiny_llama
+    vec = 5.0 * steer.random_direction(32, seed=4)
+    plain = _hidden_states(model, IDS)
+    with steer.steering(model, layer, vec, from_position=4):
+        late = _hidden_states(model, IDS)
+    with steer.steering(model, layer, vec):
+        everywhere = _hidden_states(model, IDS)
+    with steer.steering(model, layer, vec, from_position=0):
+        from_zero = _hidden_states(model, IDS)
+    np.testing.assert_array_equal(late[:, :4], plain[:, :4])  # every layer, positions 0..3
+    np.testing.assert_allclose(late[layer, 4:] - plain[layer, 4:], np.broadcast_to(vec, (len(IDS) - 4, 32)),
+                               atol=1e-5)
+    assert not np.allclose(late[-1, 4:], plain[-1, 4:])
+    np.testing.assert_array_equal(from_zero, everywhere)
+    assert _hook_count(model) == 0
+
+
+def test_steering_the_generated_tokens_only_keeps_the_prompt_and_the_first_token(tiny_llama: tuple[Any, Any]) -> None:
+    import torch
+
+    model, tok = tiny_llama
+    ids = steer.prompt_ids(tok, "tell me about the train")
+    vec = 40.0 * steer.random_direction(32, seed=6)
+    seen: list[np.ndarray] = []
+    handle = steer._blocks(model)[-1].register_forward_hook(lambda m, a, out: seen.append(
+        (out[0] if isinstance(out, tuple) else out)[0].detach().numpy().copy()))
+    try:
+        plain = steer.generate(model, tok, ids, seed=3, max_new_tokens=10)
+        n_plain = len(seen)
+        with steer.steering(model, 2, vec, from_position=len(ids)):
+            steered = steer.generate(model, tok, ids, seed=3, max_new_tokens=10)
+    finally:
+        handle.remove()
+    # the prompt pass (the cache the generated tokens attend to) is the unsteered one, so the first
+    # token, sampled from the prompt's last position, is the same; later tokens are steered
+    np.testing.assert_array_equal(seen[n_plain], seen[0])
+    assert steered[0] == plain[0]
+    assert steered != plain
+    with torch.no_grad(), pytest.raises(InputError, match="negative"), steer.steering(model, 2, vec,
+                                                                                     from_position=-1):
+        pass
+
+
 def test_strength_zero_reproduces_unsteered_generation_token_for_token(tiny_llama: tuple[Any, Any]) -> None:
     model, tok = tiny_llama
     ids = steer.prompt_ids(tok, "tell me about the train")

@@ -34,13 +34,13 @@ def test_steer_writes_tables_plot_and_examples(setup: tuple[Path, Path], tmp_pat
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["steer", str(store), "--load", str(model), "--emotion", "joyful",
                                    "--strengths", "-1,1", "--rollouts", "1", "--random-controls", "2",
-                                   "--max-new-tokens", "4", "--out", str(out)])
+                                   "--max-new-tokens", "4", "--from-position", "generated", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "joyful -> " in res.output and "p " in res.output
     for name in ("dose_response.csv", "slopes.csv", "generations.csv", "dose_response.png"):
         assert (out / name).stat().st_size > 0
     payload = json.loads((out / "results.json").read_text())
-    assert payload["source"]["layer"] == 2
+    assert payload["source"]["layer"] == 2 and payload["settings"]["from_position"] == "generated"
     assert {r["scorer"] for r in payload["slopes"]} >= {"vader", "nrc:positive", "perplexity", "readout:joyful"}
     assert len(payload["examples"]) == (1 + 1 + 2) * 3  # joyful, its control, 2 random; 3 strengths
     assert (out / "dose_response.png").read_bytes()[:4] == b"\x89PNG"
@@ -51,6 +51,7 @@ def test_steer_writes_tables_plot_and_examples(setup: tuple[Path, Path], tmp_pat
     (["--emotion", "sad", "--layer", "7"], "no layer 7"),
     (["--emotion", "sad", "--strengths", "x"], "--strengths 'x'"),
     (["--emotion", "sad", "--scorer", "nomodule_here:f"], "--scorer 'nomodule_here:f'"),
+    (["--emotion", "sad", "--from-position", "-2"], "--from-position '-2'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(setup: tuple[Path, Path], args: list[str], message: str) -> None:
     store, model = setup

@@ -87,6 +87,16 @@ def test_strength_specs() -> None:
             dr.parse_strengths(bad)
 
 
+def test_from_position_specs() -> None:
+    assert dr.parse_from_position("generated") == dr.GENERATED
+    assert dr.parse_from_position("12") == 12
+    assert dr.start_position(dr.GENERATED, 9) == 9  # the generated tokens start after the prompt
+    assert dr.start_position(5, 9) == 5 and dr.start_position(None, 9) is None
+    for bad in ("-1", "x", "1.5"):
+        with pytest.raises(InputError, match="--from-position"):
+            dr.parse_from_position(bad)
+
+
 def test_prompts_file(tmp_path: Path) -> None:
     path = tmp_path / "p.txt"
     path.write_text("one\n\n two \n")
