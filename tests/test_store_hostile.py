@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
@@ -256,10 +257,12 @@ def test_export_into_a_missing_or_unwritable_place_gives_one_line(finalized: Pat
 
 
 class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a directory, but answers one path (``fault_path``) with ``fault``: 404, 500, garbage, hang."""
+    """Serves a directory, but answers one path (``fault_path``) with ``fault``: 404, 500, garbage, hang, or
+    ``bytes`` (the handler's ``body``)."""
 
     fault_path = ""
     fault = ""
+    body = b""
     release = threading.Event()
 
     def log_message(self, *args: object) -> None:
@@ -270,8 +273,8 @@ class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
             if self.fault == "hang":
                 self.release.wait(60)
                 return
-            if self.fault == "garbage":
-                body = b"\x00garbage" * 10
+            if self.fault in ("garbage", "bytes"):
+                body = self.body if self.fault == "bytes" else b"\x00garbage" * 10
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -282,10 +285,15 @@ class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
+def _handler(fault_path: str, fault: str, body: bytes = b"") -> type[_FaultyHandler]:
+    return type("Handler", (_FaultyHandler,), {"fault_path": fault_path, "fault": fault, "body": body,
+                                               "release": threading.Event()})
+
+
 @contextlib.contextmanager
-def faulty_server(directory: Path, fault_path: str, fault: str) -> Iterator[str]:
-    handler = type("Handler", (_FaultyHandler,), {"fault_path": fault_path, "fault": fault,
-                                                  "release": threading.Event()})
+def serving(directory: Path, handler: type[_FaultyHandler]) -> Iterator[str]:
+    """An HTTP server of ``directory`` on a free localhost port, answering with ``handler``; yields the
+    store's URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -295,6 +303,12 @@ def faulty_server(directory: Path, fault_path: str, fault: str) -> Iterator[str]
         handler.release.set()
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def faulty_server(directory: Path, fault_path: str, fault: str) -> Iterator[str]:
+    with serving(directory, _handler(fault_path, fault)) as url:
+        yield url
 
 
 CHUNK = f"{POOLED}/c/0/1/0"
@@ -312,6 +326,35 @@ def test_http_chunk_faults_are_errors_naming_the_url_and_key(finalized: Path, fa
     assert f"{url}/{CHUNK}" in message
     assert {"404": "is missing", "500": "HTTP 500", "garbage": "sha256",
             "hang": "no answer within 1 s"}[fault] in message, message
+
+
+@pytest.fixture(scope="module")
+def fuzzing_server(finalized: Path) -> Iterator[tuple[type[_FaultyHandler], str]]:
+    """One server for every example of the HTTP fuzz test; each example sets its fault path and body."""
+    handler = _handler("", "bytes")
+    with serving(finalized.parent, handler) as url:
+        yield handler, url
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400), where=st.sampled_from(["s.zarr/zarr.json", "s.zarr/models/m/zarr.json",
+                                                            f"s.zarr/{POOLED}/zarr.json", f"s.zarr/{CHUNK}"]))
+def test_random_bytes_served_over_http_give_a_store_error_never_a_traceback(
+        finalized: Path, fuzzing_server: tuple[type[_FaultyHandler], str], body: bytes, where: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering one metadata document or chunk of a complete store with random bytes: opening,
+    info and reading either fail with one StoreError or (bytes that happen to be a valid document) succeed
+    with the chunk's values intact — never another exception."""
+    monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "5")
+    handler, url = fuzzing_server
+    handler.fault_path, handler.body = where, body
+    try:
+        store = emovec_store.open(url)
+        emovec_store.info(store)
+        values = store.dataset("m").pooled.values
+    except emovec_store.StoreError:
+        return
+    np.testing.assert_array_equal(values, emovec_store.open(finalized).dataset("m").pooled.values)
 
 
 def test_http_metadata_fault_gives_one_line_exit_3(finalized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
