@@ -1,4 +1,5 @@
-"""Scale-free comparison of models: RSA between emotion cosine matrices, linear CKA between layers.
+"""Scale-free comparison of models: RSA between emotion cosine matrices, linear CKA between layers,
+and per model the valence/arousal alignment and ``analyze``'s norm-confound check.
 
 Raw magnitudes are never compared: RSA compares the *shapes* of two models' emotion geometries
 (Spearman correlation of the off-diagonal cosines, shared emotions only), CKA the similarity
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -17,8 +19,12 @@ from scipy.stats import spearmanr
 from emovec_store import Store
 from emovec_store.errors import InputError
 
+from . import geometry
+from .layers import norm_confound_check
 from .source import story_readout
+from .stats import Estimate
 from .steer import VECTOR_SETS, default_layer, read_vectors
+from .transfer import TransferResult
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -101,3 +107,69 @@ def shared_emotions(stores: Sequence[tuple[Store, str]]) -> list[str]:
     lists = [[str(e) for e in read_vectors(st, m)["emotion"].values] for st, m in stores]
     common = set.intersection(*(set(x) for x in lists))
     return [e for e in lists[0] if e in common]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Cross-validated valence and arousal alignment of one model's emotion vectors, per layer.
+
+    ``valence``/``arousal``: :func:`geometry.cv_norm_correlation` (r of a leave-one-emotion-out ridge
+    direction with the human norm, CI from the null's spread, one-sided permutation p; read r against
+    ``null_mean``, which is below 0). ``mean_norm``: the vectors' mean L2 norm per layer (for the
+    norm-confound check).
+    """
+
+    model: str
+    layers: tuple[int, ...]
+    emotions: tuple[str, ...]
+    valence: tuple[Estimate, ...]
+    arousal: tuple[Estimate, ...]
+    mean_norm: tuple[float, ...]
+    default_layer: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "layer": list(self.layers), "emotions": list(self.emotions),
+                "default_layer": self.default_layer, "mean_norm": list(self.mean_norm),
+                "valence": [e.to_dict() for e in self.valence], "arousal": [e.to_dict() for e in self.arousal]}
+
+
+def norm_alignment(store: Store, model: str, emotions: Sequence[str], *, n_permutations: int = 999,
+                   seed: int = 0) -> Alignment:
+    """:class:`Alignment` of ``model``'s stored vectors over ``emotions``, against the store's norms.
+
+    Refused in one line when fewer than 4 of the emotions have both norms.
+    """
+    ds = read_vectors(store, model)
+    name = next(n for n in VECTOR_SETS if n in ds)
+    vectors = ds[name].sel(emotion=list(emotions)).transpose("layer", "emotion", "hidden").astype(np.float64).load()
+    table = store.emotions
+    known = {str(e): i for i, e in enumerate(table["emotion"].values)}
+    both = np.isfinite(table["valence"].to_numpy()) & np.isfinite(table["arousal"].to_numpy())
+    rated = [e for e in emotions if e in known and both[known[e]]]
+    if len(rated) < 4:
+        raise InputError(f"{len(rated)} of {len(emotions)} shared emotions have valence and arousal norms in "
+                         f"{store.location!r} (need 4 or more)")
+    vectors = vectors.sel(emotion=rated)
+    streams = np.random.SeedSequence(seed).spawn(2)
+    fits = [geometry.cv_norm_correlation(vectors, table[var].sel(emotion=rated), n_permutations=n_permutations,
+                                         rng=np.random.default_rng(s))
+            for var, s in zip(("valence", "arousal"), streams)]
+    norms = np.sqrt((vectors.to_numpy() ** 2).sum(axis=-1)).mean(axis=1)
+    layer_ids = tuple(int(x) for x in vectors["layer"].values)
+    return Alignment(model=model, layers=layer_ids, emotions=tuple(rated), valence=fits[0], arousal=fits[1],
+                     mean_norm=tuple(float(x) for x in norms), default_layer=default_layer(layer_ids))
+
+
+def norm_check(alignment: Alignment, transfer: TransferResult | None = None) -> list[dict[str, Any]]:
+    """``analyze``'s norm-confound check on one model's per-layer metrics: Spearman ρ across layers of
+    each metric with the vectors' mean norm, ``|ρ| ≥ 0.8`` flagged. Metrics: the valence and arousal
+    alignment r, and (when given) the transfer and within-language accuracies at the vectors' layers."""
+    metrics: dict[str, list[float]] = {"cv_valence": [e.value for e in alignment.valence],
+                                       "cv_arousal": [e.value for e in alignment.arousal]}
+    if transfer is not None:
+        at = {layer: i for i, layer in enumerate(transfer.layers)}
+        for key in ("transfer", "within_source", "within_target"):
+            values = getattr(transfer, key)
+            metrics[f"{key}_accuracy"] = [values[at[layer]].value if layer in at else float("nan")
+                                          for layer in alignment.layers]
+    return norm_confound_check(metrics, list(alignment.mean_norm))

@@ -198,6 +198,28 @@ def probe_predictions(stories: xr.DataArray, fold: xr.DataArray, *,
     return _per_layer(stories, rows, "probe")
 
 
+def transfer_predictions(train: xr.DataArray, test: xr.DataArray, *,
+                         n_components: int | None = None) -> xr.DataArray:
+    """Predicted emotion of every ``test`` story at every layer by a :func:`probe_pipeline` fitted on
+    all of ``train`` at that layer, dims ``(layer, stimulus)`` with the test stories' coordinates.
+
+    For transfer between disjoint sets of stories (e.g. languages): no story is in both, so no folds
+    are needed. Both must have the same layers; one layer is loaded at a time.
+    """
+    check_pooled(train)
+    check_pooled(test)
+    layers = [int(x) for x in train["layer"].values]
+    if layers != [int(x) for x in test["layer"].values]:
+        raise InputError("training and test stories must have the same layers")
+    labels = as_labels(train["emotion"])
+    rows = []
+    with one_thread():
+        for layer in layers:
+            model = probe_pipeline(n_components).fit(_layer_matrix(train, layer), labels)
+            rows.append(_canonical(model.predict(_layer_matrix(test, layer))))
+    return _per_layer(test, rows, "transfer")
+
+
 def _codes(values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     return np.asarray(pd.Categorical(values, categories=list(classes)).codes, dtype=np.int64)
 

@@ -1,12 +1,14 @@
-"""The CKA heatmaps of `emovec compare`, drawn from given matrices into PNG bytes."""
+"""The plots of `emovec compare`, drawn from given results into PNG bytes: CKA heatmaps, the
+valence/arousal alignment across layers, and language-transfer accuracies across layers."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import png
+from .plots import MARKERS, OKABE_ITO, _band, _legend, _mark_layer, png
 
 
 def cka_heatmap_png(panels: Sequence[tuple[str, np.ndarray, Sequence[int], Sequence[int]]]) -> bytes:
@@ -20,4 +22,50 @@ def cka_heatmap_png(panels: Sequence[tuple[str, np.ndarray, Sequence[int], Seque
         ax.set_xlabel("layer (b)")
         ax.set_ylabel("layer (a)")
         fig.colorbar(im, ax=ax, label="linear CKA")
+    return png(fig)
+
+
+def alignment_png(alignments: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> bytes:
+    """One panel per model: cross-validated valence and arousal r per layer with 95% CIs, and each
+    null's mean (dotted), from ``Alignment.to_dict()`` records."""
+    fig = Figure(figsize=(4.6 * len(alignments), 3.4), layout="constrained")
+    for k, (a, label) in enumerate(zip(alignments, labels)):
+        ax = fig.add_subplot(1, len(alignments), k + 1)
+        layers = [int(x) for x in a["layer"]]
+        for j, var in enumerate(("valence", "arousal")):
+            _band(ax, layers, a[var], f"{var} (CV r)", OKABE_ITO[j], MARKERS[j])
+            null = [np.nan if e.get("null_mean") is None else e["null_mean"] for e in a[var]]
+            ax.plot(layers, null, color=OKABE_ITO[j], linestyle=":", linewidth=1, label=f"{var}: null mean")
+        _mark_layer(ax, a.get("default_layer"))
+        ax.axhline(0, color="#000000", linewidth=0.5)
+        ax.set_ylim(-1, 1)
+        ax.set_title(f"{label}: {len(a['emotions'])} emotions", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("r with human norm")
+        ax.grid(alpha=0.3)
+        _legend(ax, fontsize=7)
+    return png(fig)
+
+
+TRANSFER_SERIES = (("transfer", "{source} → {target}"), ("within_source", "within {source} (topic CV)"),
+                   ("within_target", "within {target} (topic CV)"))
+
+
+def transfer_png(transfers: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> bytes:
+    """One panel per model: probe accuracy per layer for transfer and within each language, with
+    95% CIs and chance, from ``TransferResult.to_dict()`` records."""
+    fig = Figure(figsize=(4.6 * len(transfers), 3.4), layout="constrained")
+    for k, (t, label) in enumerate(zip(transfers, labels)):
+        ax = fig.add_subplot(1, len(transfers), k + 1)
+        layers = [int(x) for x in t["layer"]]
+        for j, (key, name) in enumerate(TRANSFER_SERIES):
+            _band(ax, layers, t[key], name.format(**t), OKABE_ITO[j], MARKERS[j], "-" if j == 0 else "--")
+        ax.axhline(float(t["chance"]), color="#000000", linewidth=0.8, linestyle=":", label="chance")
+        _mark_layer(ax, t.get("default_layer"))
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{label}: {t['n_source']} {t['source']} / {t['n_target']} {t['target']} stories", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("probe accuracy")
+        ax.grid(alpha=0.3)
+        _legend(ax, fontsize=7)
     return png(fig)

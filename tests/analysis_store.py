@@ -24,13 +24,16 @@ EMOTIONS = {  # name: (quadrant, valence, arousal)
 WORDS = {e: f"{e}ish" for e in EMOTIONS}
 
 
-def stimulus_table(*, n_per_cell: int = 1, n_topics: int = 6) -> pd.DataFrame:
+def stimulus_table(*, n_per_cell: int = 1, n_topics: int = 6, languages: tuple[str, ...] = ("en",)) -> pd.DataFrame:
     rows = []
-    for e in EMOTIONS:
-        for t in range(n_topics):
-            for k in range(n_per_cell):
-                rows.append({"stimulus": f"story.{e}.t{t}.{k}", "kind": "story", "emotion": e, "topic": f"t{t}",
-                             "language": "en", "split": "train", "text": f"a story {k} on topic {t} {WORDS[e]}"})
+    for lang in languages:
+        prefix, word = ("story", "story") if lang == "en" else (f"{lang}.story", f"{lang} story")
+        for e in EMOTIONS:
+            for t in range(n_topics):
+                for k in range(n_per_cell):
+                    rows.append({"stimulus": f"{prefix}.{e}.t{t}.{k}", "kind": "story", "emotion": e,
+                                 "topic": f"t{t}", "language": lang, "split": "train",
+                                 "text": f"a {word} {k} on topic {t} {WORDS[e]}"})
     for i in range(12):
         rows.append({"stimulus": f"neutral.{i}", "kind": "neutral", "emotion": "", "topic": "", "language": "en",
                      "split": "train", "text": f"how do I convert {i} miles to km", "task": "unit"})
@@ -74,8 +77,11 @@ def activations(table: pd.DataFrame, *, n_layers: int, hidden: int, structure: b
 
 
 def make_analysis_store(path: Path, *, structure: bool = True, n_layers: int = 4, hidden: int = 24,
-                        seed: int = 0, n_per_cell: int = 1, finalize: bool = True) -> emovec_store.Store:
-    table = stimulus_table(n_per_cell=n_per_cell)
+                        seed: int = 0, n_per_cell: int = 1, finalize: bool = True,
+                        languages: tuple[str, ...] = ("en",)) -> emovec_store.Store:
+    """``languages``: stories in each (the same planted structure); English ids are ``story.*``, others
+    ``<lang>.story.*``."""
+    table = stimulus_table(n_per_cell=n_per_cell, languages=languages)
     data = activations(table, n_layers=n_layers, hidden=hidden, structure=structure, seed=seed)
     st = emovec_store.create(path, table, store_text=True)
     st.add_model("m", {"model": "m", "n_layers": n_layers - 1, "d_model": hidden}, identity={"name": "m"})
