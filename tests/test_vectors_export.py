@@ -67,3 +67,43 @@ def test_a_store_without_vectors_is_one_line_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["vectors", "export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "run `emovec analyze" in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_gguf_is_a_llama_cpp_control_vector_that_reads_back(store: tuple[Path, xr.DataArray], tmp_path: Path) -> None:
+    import gguf
+
+    path, raw = store
+    res = CliRunner().invoke(cli, ["vectors", "export", str(path), "--format", "gguf", "--emotion", "sad",
+                                   "--vectors", "raw", "--layer", "2", "--layer", "3", "--out",
+                                   str(tmp_path / "sad.gguf")])
+    assert res.exit_code == 0, res.output
+    reader = gguf.GGUFReader(str(tmp_path / "sad.gguf"))
+    fields = {name: field.contents() for name, field in reader.fields.items()}
+    assert fields["general.architecture"] == "controlvector"
+    assert fields["controlvector.layer_count"] == 2 and "controlvector.model_hint" in fields
+    assert fields["emovec.emotion"] == "sad" and fields["emovec.layers"] == [2, 3]
+    tensors = {t.name: np.asarray(t.data) for t in reader.tensors}
+    assert set(tensors) == {"direction.1", "direction.2"}  # decoder blocks 1 and 2 = emovec layers 2 and 3
+    norms = _expected_norms(path)
+    for block, layer in ((1, 2), (2, 3)):
+        v = raw.sel(emotion="sad", layer=layer).to_numpy()
+        assert tensors[f"direction.{block}"].dtype == np.float32 and tensors[f"direction.{block}"].shape == (24,)
+        np.testing.assert_allclose(tensors[f"direction.{block}"], norms[layer] * v / np.linalg.norm(v), rtol=1e-5)
+    default = export_vectors(path, tmp_path / "d.gguf", fmt="gguf", emotion="calm")
+    assert [t.name for t in gguf.GGUFReader(str(default)).tensors] == ["direction.1"]  # layer 2 of 0..3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--format", "gguf"], "holds one emotion: name it with --emotion"),
+    (["--format", "gguf", "--emotion", "bored"], "no emotion 'bored'"),
+    (["--format", "gguf", "--emotion", "sad", "--layer", "1"], "llama.cpp steers the outputs of decoder blocks 1"),
+    (["--format", "gguf", "--emotion", "sad", "--layer", "7"], "no layer 7"),
+    (["--format", "npz", "--emotion", "sad"], "npz holds every emotion"),
+])
+def test_gguf_bad_input_is_one_line_exit_2(store: tuple[Path, xr.DataArray], tmp_path: Path, args: list[str],
+                                           message: str) -> None:
+    path, _ = store
+    res = CliRunner().invoke(cli, ["vectors", "export", str(path), *args, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and len(res.output.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
