@@ -1,5 +1,5 @@
-"""Feed the logit lens from the model a store names: resolve it from the provenance, check it is the
-same model (file hash, tokenizer), and hand its final norm and unembedding to :func:`lens.logit_lens`.
+"""Feed the logit lens from the model a store names (resolved and checked to be the same model by
+:mod:`.store_model`) and hand its final norm and unembedding to :func:`lens.logit_lens`.
 
 The lens is optional: when torch or the model is not available here, or the model found differs
 from the one that wrote the store, it is skipped with one line saying why.
@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from emovec_store.errors import EmovecError
+from emovec_store.errors import EmovecError, InputError
 
 from .lens import logit_lens
+from .store_model import load_store_model, store_model_name
 
 #: Attribute names of the final norm on a decoder stack, across architectures.
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
@@ -42,27 +43,22 @@ def lens_from_provenance(model_attrs: Mapping[str, Any], vectors: xr.DataArray, 
 
     Returns ``(LensResult.to_dict(), "")``, or ``(None, reason)`` when it cannot run here.
     """
-    name = model or str(model_attrs.get("model") or "")
-    if not name:
-        return None, "the store's provenance names no model"
     try:
         import torch
-
-        from emovec_store.engine.load import load
-        from emovec_store.engine.resolve import resolve
     except ImportError as exc:
         return None, f"the logit lens needs torch and transformers ({exc})"
+    try:
+        name = store_model_name(model_attrs, model)
+    except InputError:
+        return None, "the store's provenance names no model"
     if not _installed_alias(name):
         return None, f"model {name!r} is not installed here (emovec models pull {name})"
     try:
-        loaded = load(resolve(name), device="cpu", compute_dtype="float32")
-    except EmovecError as exc:
+        loaded = load_store_model(model_attrs, name)
+    except InputError as exc:  # it resolves to another model, or to none
+        return None, str(exc)
+    except (EmovecError, ImportError) as exc:
         return None, f"model {name!r} named by the store is not available here ({exc})"
-    stored = dict(model_attrs.get("identity") or {})
-    differs = [key for key in ("gguf_sha256", "weights_sha256", "tokenizer_sha256")
-               if stored.get(key) and loaded.identity.get(key) and stored[key] != loaded.identity[key]]
-    if differs:
-        return None, f"model {name!r} found here differs from the store's ({', '.join(differs)})"
     unembedding = loaded.model.get_output_embeddings().weight.detach().float().numpy()
     norm = _final_norm(loaded.model)
 

@@ -229,22 +229,3 @@ def generate(model: Any, tokenizer: Any, ids: Sequence[int], *, seed: int, max_n
                              temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
                              pad_token_id=pad)
     return [int(t) for t in out[0, len(ids):]]
-
-
-def load_store_model(model_attrs: dict[str, Any], model: str | None = None, *, device: str = "cpu") -> Any:
-    """The model that wrote the store (``model``: another path or alias), checked to be the same
-    weights and tokenizer, in float32 — as :mod:`lens_model` resolves it. Returns a ``LoadedModel``."""
-    from emovec_store.engine.load import load
-    from emovec_store.engine.resolve import resolve
-
-    name = model or str(model_attrs.get("model") or "")
-    if not name:
-        raise InputError("the store's provenance names no model; name one with --load")
-    loaded = load(resolve(name), device=device, compute_dtype="float32")
-    stored = dict(model_attrs.get("identity") or {})
-    differs = [key for key in ("gguf_sha256", "weights_sha256", "tokenizer_sha256")
-               if stored.get(key) and loaded.identity.get(key) and stored[key] != loaded.identity[key]]
-    if differs:
-        raise InputError(f"model {name!r} differs from the one that wrote the store ({', '.join(differs)})")
-    loaded.model.eval()
-    return loaded

@@ -64,7 +64,8 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     Writes dose_response.csv, slopes.csv, generations.csv, results.json and dose_response.png.
     """
     from emovec.analyses import dose_response as dr
-    from emovec.analyses.steer import load_store_model, steering_source
+    from emovec.analyses.steer import steering_source
+    from emovec.analyses.store_model import load_store_model
     from emovec.report.steer_plots import dose_response_png
 
     settings = dr.SteerSettings(emotions=list(emotions), strengths=dr.parse_strengths(strengths),

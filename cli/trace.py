@@ -25,7 +25,8 @@ def trace(text: str | None, store: str, text_file: str | None, stimulus: str | N
     """
     from emovec.analyses import trace as tr
     from emovec.analyses.source import open_store
-    from emovec.analyses.steer import default_layer, load_store_model, pick_model, read_vectors
+    from emovec.analyses.steer import default_layer, pick_model, read_vectors
+    from emovec.analyses.store_model import load_store_model
     from emovec.report.trace_view import trace_heatmap_png, trace_html
     from emovec_store.errors import InputError
 
