@@ -15,14 +15,6 @@ from emovec_store.errors import InputError
 
 from .vectors import check_pooled
 
-#: Per-layer size (stimulus × hidden × 8 bytes) above which the pipeline's probes use the basis.
-DEFAULT_LAYER_BUDGET_MB = 512.0
-
-
-def layer_megabytes(pooled: xr.DataArray) -> float:
-    """Size of one layer of ``pooled`` as float64 in memory, MB."""
-    return pooled.sizes["stimulus"] * pooled.sizes["hidden"] * 8 / 1e6
-
 
 def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
     """Each layer's rows projected onto its top ``k`` principal components (covariance from one pass).

@@ -37,6 +37,7 @@ from sklearn.decomposition import PCA
 from emovec_store.errors import InputError
 
 from ._common import as_labels, one_thread
+from .budget import BLOCK_SHARE, DEFAULT_LAYER_BUDGET_MB, SLICE_SHARE, as_numpy, fits, row_blocks, share_rows
 from .stats import (
     CI_LEVEL,
     DEFAULT_BOOTSTRAP,
@@ -218,8 +219,8 @@ def cosine_matrix(vectors: xr.DataArray) -> xr.DataArray:
                         coords={"layer": vectors["layer"].values, "emotion": names, "emotion_b": names})
 
 
-def _story_rows(stories: xr.DataArray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Story rows of the vectors' emotions, grouped by emotion: ``(rows, emotion code per row)``."""
+def _story_codes(stories: xr.DataArray, names: list[str]) -> np.ndarray:
+    """The emotion code of every story row (-1: not one of the vectors' emotions), in stored order."""
     check_pooled(stories)
     labels = as_labels(stories["emotion"].values)
     index = {e: i for i, e in enumerate(names)}
@@ -228,9 +229,7 @@ def _story_rows(stories: xr.DataArray, names: list[str]) -> tuple[np.ndarray, np
     if (counts == 0).any():
         missing = [e for e, c in zip(names, counts) if c == 0]
         raise InputError(f"no story of emotion {', '.join(missing)} among the stories given for the bootstrap")
-    rows = np.flatnonzero(codes >= 0)
-    rows = rows[np.argsort(codes[rows], kind="stable")]
-    return rows, codes[rows]
+    return codes
 
 
 def _infer_baseline(v: np.ndarray, means: np.ndarray, layer: int) -> Baseline:
@@ -249,41 +248,66 @@ def _infer_baseline(v: np.ndarray, means: np.ndarray, layer: int) -> Baseline:
     return "mean" if gap <= _CONSISTENCY_TOL else "neutral"
 
 
-def _replicate_weights(sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Per emotion, ``(n_bootstrap, size)`` weights ``(count − 1)/size`` of its stories in each replicate:
-    the change of the class mean is ``weights @ stories``. The draws are those of
-    :func:`stratified_bootstrap_indices` on the emotion codes (same generator calls, same order), counted
-    one emotion at a time so that no ``(n_bootstrap, all stories)`` index array is held."""
+def _count_dtype(size: int) -> np.dtype[Any]:
+    """The smallest unsigned dtype that holds a count of up to ``size`` draws."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if size <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+def _replicate_counts(sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per emotion, ``(n_bootstrap, size)``: how often each of its stories (in stored order) is drawn in
+    each replicate, in the smallest unsigned dtype that holds ``size`` (1 byte per story and replicate
+    for groups of up to 255 stories). The draws are those of :func:`stratified_bootstrap_indices` on
+    the emotion codes (same generator calls, same order), counted one emotion at a time so that no
+    ``(n_bootstrap, all stories)`` index array is held."""
     out = []
     for size in sizes:
         drawn = rng.integers(0, size, size=(n_bootstrap, size))
-        counts = np.zeros((n_bootstrap, size))
-        np.add.at(counts, (np.repeat(np.arange(n_bootstrap), size), drawn.ravel()), 1.0)
-        out.append((counts - 1.0) / size)
+        flat = (np.arange(n_bootstrap)[:, None] * size + drawn).ravel()
+        out.append(np.bincount(flat, minlength=n_bootstrap * size).reshape(n_bootstrap, size)
+                   .astype(_count_dtype(int(size))))
     return out
+
+
+def _weights(counts: np.ndarray, size: int) -> np.ndarray:
+    """Replicate weights ``(count − 1) / size`` of some stories (float64): the change of a class mean
+    in a replicate is ``weights @ stories``."""
+    return np.asarray((counts - 1.0) / size)
 
 
 def bootstrap_cosines(vectors: xr.DataArray, stories: xr.DataArray, *, components: xr.DataArray | None = None,
                       baseline: Baseline | None = None, n_bootstrap: int = DEFAULT_BOOTSTRAP,
-                      rng: int | np.random.Generator | None = None) -> xr.DataArray:
+                      rng: int | np.random.Generator | None = None,
+                      budget_mb: float = DEFAULT_LAYER_BUDGET_MB) -> xr.DataArray:
     """Cosine matrices of emotion vectors rebuilt from stories resampled within emotion.
 
     Per replicate the stories of every emotion are drawn with replacement (group sizes kept, the same
     draws for every layer), the neutral ``components`` are projected out of the story rows, class
     means recomputed and the vectors rebuilt: ``v*_e = v_e + P(m*_e − m_e)`` minus the mean over
-    emotions of that change for ``baseline="mean"`` (identical to rerunning the recipe). Memory is one
-    layer's stories plus a block of replicates at a time.
+    emotions of that change for ``baseline="mean"`` (identical to rerunning the recipe).
+
+    Memory (:mod:`.budget`): the draws are kept as counts (1–2 bytes per story and replicate) and
+    turned into float64 weights one block of replicates at a time, the block sized so that its
+    rebuilt vectors (replicate × emotion × hidden × 8 bytes) take at most a quarter of ``budget_mb``.
+    A layer whose stories fit ``budget_mb`` as float64 is read once in its stored dtype and converted
+    one emotion at a time; a larger one is never held: each block of replicates streams over the
+    layer one stored chunk at a time, in float64 slices of a quarter of the budget. Both give the
+    same replicates (up to the order of floating-point sums, ~1e-15).
 
     Parameters
     ----------
     vectors : DataArray, dims (layer, emotion, hidden): the emotion vectors built from ``stories``.
     stories : DataArray, dims (layer, stimulus, hidden), with an ``emotion`` coordinate; rows whose
-        emotion is not one of the vectors' are ignored. Dask input is computed one layer at a time.
+        emotion is not one of the vectors' are ignored. Dask input is computed one layer (within the
+        budget) or one chunk (over it) at a time.
     components : DataArray, dims (layer, component, hidden), orthonormal rows (zero rows allowed): the
         neutral components projected out of the vectors (None: raw vectors).
     baseline : ``"mean"`` or ``"neutral"``, the recipe of the vectors; None infers it per layer.
     n_bootstrap : number of replicates.
     rng : seed or Generator.
+    budget_mb : the memory budget (MB of one float64 layer of ``stories``).
 
     Returns
     -------
@@ -300,36 +324,83 @@ def bootstrap_cosines(vectors: xr.DataArray, stories: xr.DataArray, *, component
     if n_bootstrap < 1:
         raise InputError(f"n_bootstrap must be ≥ 1, got {n_bootstrap}")
     names = _names(vectors)
-    rows, codes = _story_rows(stories, names)
-    sizes = np.bincount(codes, minlength=len(names))
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    blocks = _replicate_weights(sizes, n_bootstrap, as_rng(rng))
-    picked = stories.isel(stimulus=rows)
+    codes = _story_codes(stories, names)
+    members = [np.flatnonzero(codes == e) for e in range(len(names))]
+    sizes = np.asarray([m.size for m in members])
+    counts = _replicate_counts(sizes, n_bootstrap, as_rng(rng))
     v_all = _values(vectors)
     layers = vectors["layer"].values
+    hidden = v_all.shape[-1]
+    step = min(_BLOCK, share_rows(len(names) * hidden * 8, budget_mb, BLOCK_SHARE))
+    blocks = [(a, min(a + step, n_bootstrap)) for a in range(0, n_bootstrap, step)]
+    in_memory = fits(stories, budget_mb)
+    position = np.empty(codes.size, dtype=np.int64)  # each story's column in its emotion's counts
+    for m in members:
+        position[m] = np.arange(m.size)
     out = np.empty((len(layers), n_bootstrap, len(names), len(names)), dtype=np.float32)
     for i, layer in enumerate(layers):
-        x = np.array(picked.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)  # a copy
-        with one_thread():
-            if components is not None:
-                c = np.asarray(components.sel(layer=layer).transpose("component", "hidden").values,
-                               dtype=np.float64)
-                x -= (x @ c.T) @ c  # in place: one layer's stories are the largest array here
-            v = v_all[i]
-            xs = [x[bounds[e]:bounds[e + 1]] for e in range(len(names))]
-            inferred = _infer_baseline(v, np.stack([xe.mean(axis=0) for xe in xs]), int(layer))
-            recipe = baseline or inferred
-            for start in range(0, n_bootstrap, _BLOCK):
-                stop = min(start + _BLOCK, n_bootstrap)
-                rep = np.empty((stop - start,) + v.shape)
-                for e, xe in enumerate(xs):
-                    rep[:, e, :] = blocks[e][start:stop] @ xe
+        c = None if components is None else np.asarray(
+            components.sel(layer=layer).transpose("component", "hidden").values, dtype=np.float64)
+        x = stories.sel(layer=layer).transpose("stimulus", "hidden").data
+        if in_memory:
+            x = as_numpy(x)  # one read, in the stored dtype
+        recipe: Baseline | None = None
+        for start, stop in blocks:
+            with one_thread():
+                if in_memory:
+                    rep, sums = _replicate_changes_in_memory(x, members, counts, start, stop, c)
+                else:
+                    rep, sums = _replicate_changes_streamed(x, codes, position, counts, sizes, start, stop, c,
+                                                            share_rows(hidden * 8, budget_mb, SLICE_SHARE))
+                if recipe is None:
+                    inferred = _infer_baseline(v_all[i], sums / sizes[:, None], int(layer))
+                    recipe = baseline or inferred
                 if recipe == "mean":
                     rep -= rep.mean(axis=1, keepdims=True)
-                rep += v
+                rep += v_all[i]
                 out[i, start:stop] = _gram_to_cosine(rep @ np.swapaxes(rep, -1, -2))
     return xr.DataArray(out, dims=("layer", "replicate", "emotion", "emotion_b"),
                         coords={"layer": layers, "emotion": names, "emotion_b": names})
+
+
+def _project(x: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+    """``x`` (float64, modified in place) with the components ``c`` projected out of its rows."""
+    if c is not None:
+        x -= (x @ c.T) @ c
+    return x
+
+
+def _replicate_changes_in_memory(x: np.ndarray, members: list[np.ndarray], counts: list[np.ndarray], start: int,
+                                 stop: int, c: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Replicates ``start:stop``: the change of every class mean ``(replicate, emotion, hidden)`` and the
+    sums of the projected stories per emotion, from a layer held in its stored dtype (converted to
+    float64 one emotion at a time)."""
+    rep = np.empty((stop - start, len(members), x.shape[1]))
+    sums = np.empty((len(members), x.shape[1]))
+    for e, rows in enumerate(members):
+        xe = _project(x[rows].astype(np.float64), c)
+        rep[:, e, :] = _weights(counts[e][start:stop], rows.size) @ xe
+        sums[e] = xe.sum(axis=0)
+    return rep, sums
+
+
+def _replicate_changes_streamed(x: Any, codes: np.ndarray, position: np.ndarray, counts: list[np.ndarray],
+                                sizes: np.ndarray, start: int, stop: int, c: np.ndarray | None,
+                                step: int) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_replicate_changes_in_memory`, from a layer read one chunk at a time and converted to
+    float64 ``step`` rows at a time; the class-mean changes are summed over the slices."""
+    rep = np.zeros((stop - start, sizes.size, x.shape[1]))
+    sums = np.zeros((sizes.size, x.shape[1]))
+    for first, rows in row_blocks(x, step):
+        code = codes[first:first + rows.shape[0]]
+        keep = np.flatnonzero(code >= 0)
+        xs = _project(rows[keep].astype(np.float64), c)
+        code, column = code[keep], position[first:first + rows.shape[0]][keep]
+        for e in np.unique(code):
+            mine = code == e
+            rep[:, e, :] += _weights(counts[e][start:stop, column[mine]], int(sizes[e])) @ xs[mine]
+            sums[e] += xs[mine].sum(axis=0)
+    return rep, sums
 
 
 # ---------------------------------------------------------------- quadrants
@@ -900,7 +971,7 @@ def _norm_column(emotions: xr.Dataset, var: str, names: list[str]) -> np.ndarray
 def run_geometry(vectors: xr.DataArray, stories: xr.DataArray | None, emotions: xr.Dataset, *,
                  components: xr.DataArray | None = None, baseline: Baseline | None = None,
                  n_permutations: int = DEFAULT_PERMUTATIONS, n_bootstrap: int = DEFAULT_BOOTSTRAP,
-                 seed: int = 0) -> GeometryResult:
+                 seed: int = 0, budget_mb: float = DEFAULT_LAYER_BUDGET_MB) -> GeometryResult:
     """Every geometry analysis on every layer of ``vectors``.
 
     Parameters
@@ -915,6 +986,7 @@ def run_geometry(vectors: xr.DataArray, stories: xr.DataArray | None, emotions: 
     baseline : the vectors' recipe, ``"mean"`` or ``"neutral"``; None infers it from the stories.
     n_permutations, n_bootstrap : resampling sizes.
     seed : seeds every resampling (each analysis draws from its own stream).
+    budget_mb : the memory budget of the story bootstrap (see :func:`bootstrap_cosines`).
 
     Returns
     -------
@@ -937,7 +1009,7 @@ def run_geometry(vectors: xr.DataArray, stories: xr.DataArray | None, emotions: 
             ": cohesion, PC r and RSA have no CI"
     else:
         replicates = bootstrap_cosines(vectors, stories, components=components, baseline=baseline,
-                                       n_bootstrap=n_bootstrap, rng=streams[0])
+                                       n_bootstrap=n_bootstrap, rng=streams[0], budget_mb=budget_mb)
     pca = unit_pca(vectors)
     boot_scores = None if replicates is None else bootstrap_pca_scores(replicates, pca)
     result: dict[str, Any] = {}

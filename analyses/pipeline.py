@@ -27,7 +27,8 @@ from emovec_store.layout import parse_layers
 
 from . import geometry, implicit, layers, probes
 from ._common import as_labels
-from .basis import DEFAULT_LAYER_BUDGET_MB, layer_megabytes, top_pc_basis
+from .basis import top_pc_basis
+from .budget import DEFAULT_LAYER_BUDGET_MB, layer_megabytes
 from .source import (
     STORY_KINDS,
     ReadoutData,
@@ -220,7 +221,8 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
             with clock.step("geometry", where and f"geometry ({where})"):
                 per_layer.geometry.append(geometry.run_geometry(
                     vec.vectors, b_stories, emotions, components=vec.components,
-                    n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap, seed=seeds[0]))
+                    n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap, seed=seeds[0],
+                    budget_mb=options.layer_budget_mb))
             with clock.step("implicit", where and f"implicit ({where})"):
                 per_layer.add_scenarios("implicit", _score_scenarios(st, data, block, lang, vec, "implicit", partial(
                     implicit.run_implicit, n_permutations=options.n_permutations, seed=seeds[2]), skipped))

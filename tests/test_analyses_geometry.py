@@ -301,17 +301,35 @@ def test_string_dtype_labels_from_the_store_give_the_same_result() -> None:
             == run_geometry(vectors, stories, table, **kwargs).to_dict())
 
 
-def test_replicate_weights_count_the_stratified_bootstrap_draws() -> None:
-    """The per-emotion weights are the counts of :func:`stratified_bootstrap_indices` (same generator)."""
-    from emovec.analyses.geometry import _replicate_weights
-    from emovec.analyses.stats import stratified_bootstrap_indices
+def test_replicate_counts_are_the_stratified_bootstrap_draws_in_a_compact_dtype() -> None:
+    """The per-emotion counts are those of :func:`stratified_bootstrap_indices` (same generator), one
+    byte per story and replicate for groups of up to 255 stories, and give the weights (count − 1)/size."""
+    from emovec.analyses.geometry import _replicate_counts, _weights
 
-    codes = np.repeat(np.arange(5), [3, 7, 2, 9, 4])
+    codes = np.repeat(np.arange(5), [3, 7, 2, 300, 4])
     sizes, n = np.bincount(codes), 50
     draws = stratified_bootstrap_indices(codes, n, np.random.default_rng(3))
-    counts = np.stack([np.bincount(row, minlength=codes.size) for row in draws])
-    expected = (counts - 1.0) / sizes[codes][None, :]
+    expected = np.stack([np.bincount(row, minlength=codes.size) for row in draws])
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    weights = _replicate_weights(sizes, n, np.random.default_rng(3))
+    counts = _replicate_counts(sizes, n, np.random.default_rng(3))
+    assert [c.dtype for c in counts] == [np.uint8, np.uint8, np.uint8, np.uint16, np.uint8]
     for e in range(5):
-        np.testing.assert_array_equal(weights[e], expected[:, bounds[e]:bounds[e + 1]])
+        np.testing.assert_array_equal(counts[e], expected[:, bounds[e]:bounds[e + 1]])
+        np.testing.assert_array_equal(_weights(counts[e][10:20], int(sizes[e])),
+                                      (expected[10:20, bounds[e]:bounds[e + 1]] - 1.0) / sizes[e])
+
+
+@pytest.mark.parametrize("baseline", ["mean", "neutral"])
+def test_a_layer_over_the_budget_is_streamed_to_the_same_replicates(baseline: str) -> None:
+    """Over the memory budget no layer is held: the stories stream by chunk and slice of rows, the
+    replicates by block; the cosines equal the in-memory ones (up to the order of float sums)."""
+    stories, _, neutral = synthetic(valence=2.0, neutral=10, per=7)
+    mixed = stories.isel(stimulus=np.random.default_rng(1).permutation(stories.sizes["stimulus"]))
+    vec = emotion_vectors(mixed, neutral=neutral, baseline=baseline, denoise=0.5)
+    kwargs = {"components": vec.components, "n_bootstrap": 30, "rng": 5}
+    whole = bootstrap_cosines(vec.vectors, mixed, **kwargs)
+    for budget in (1e-6, 0.002):  # one row and one replicate at a time; a few of each
+        streamed = bootstrap_cosines(vec.vectors, mixed.chunk({"stimulus": 13}), budget_mb=budget, **kwargs)
+        np.testing.assert_allclose(streamed.values, whole.values, rtol=0, atol=1e-10)
+    lazy = bootstrap_cosines(vec.vectors, mixed.chunk({"stimulus": 13}), **kwargs)  # within the budget: one read
+    np.testing.assert_array_equal(lazy.values, whole.values)

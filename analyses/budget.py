@@ -1,0 +1,60 @@
+"""The analyses' memory budget: how much of one layer of stories an analysis may hold at once.
+
+``layer_budget_mb`` (``AnalyzeOptions``, ``emovec analyze --layer-budget-mb``) is a size in MB of one
+layer of the stories as float64 (stimulus × hidden × 8 bytes). A layer within it is analysed in memory,
+read once; a larger layer is never held whole: the analyses read it one stored chunk at a time and
+work in slices of rows and blocks of bootstrap replicates sized to fractions of the budget, and the
+probes run on a reduced basis that fits it (:mod:`.basis`). What such a step holds is then bounded by
+the budget and the store's chunk size (about 8 MiB), not by the number of stories.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+#: Default budget: one float64 layer of this many MB is analysed in memory.
+DEFAULT_LAYER_BUDGET_MB = 512.0
+#: Share of the budget one slice of rows takes once converted to float64 (streamed steps).
+SLICE_SHARE = 0.25
+#: Share of the budget one block of bootstrap replicates (replicate × emotion × hidden, float64) takes.
+BLOCK_SHARE = 0.25
+
+
+def layer_megabytes(pooled: xr.DataArray) -> float:
+    """Size of one layer of ``pooled`` as float64 in memory, MB."""
+    return pooled.sizes["stimulus"] * pooled.sizes["hidden"] * 8 / 1e6
+
+
+def fits(pooled: xr.DataArray, budget_mb: float) -> bool:
+    """Whether one float64 layer of ``pooled`` is within ``budget_mb``."""
+    return layer_megabytes(pooled) <= budget_mb
+
+
+def share_rows(row_bytes: int, budget_mb: float, share: float) -> int:
+    """How many rows of ``row_bytes`` bytes fit ``share`` of the budget (at least 1)."""
+    return max(1, int(budget_mb * 1e6 * share // max(1, row_bytes)))
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """A numpy or dask array as numpy in its stored dtype (a dask array is computed: one read)."""
+    return np.asarray(x)  # numpy computes a dask array through its __array__
+
+
+def row_blocks(x: Any, step: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, rows)`` of a 2-D numpy or dask array, in row order and in its stored dtype: a
+    dask array is computed one chunk (along the first axis) at a time, and each chunk is handed out
+    in slices of at most ``step`` rows (views, no copies)."""
+    if isinstance(x, da.Array):
+        bounds = np.cumsum((0, *x.chunks[0]))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            chunk = np.asarray(x[int(a):int(b)])
+            for s in range(0, chunk.shape[0], step):
+                yield int(a) + s, chunk[s:s + step]
+    else:
+        arr = np.asarray(x)
+        for s in range(0, arr.shape[0], step):
+            yield s, arr[s:s + step]
