@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from emovec.analyses import scale
 from emovec.analyses.pipeline import AnalyzeOptions, analyze
 from emovec.cli.main import cli
+from emovec_store import scheduler
 
 from .analysis_store import make_analysis_store
 
@@ -79,7 +80,7 @@ def closed_port() -> int:
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(store: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)  # the error, not the 10 s wait, is tested
+    monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)  # the error, not the 10 s wait, is tested
     address = f"tcp://127.0.0.1:{closed_port()}"
     r = CliRunner().invoke(cli, ["analyze", str(store), "--scheduler", address, "--out", str(tmp_path / "report"),
                                  "--no-lens", "--no-progress"])
@@ -96,7 +97,7 @@ def test_a_failed_scheduler_leaves_the_local_scheduler_in_place(address: str,
 
     from emovec_store.errors import InputError
 
-    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)
+    monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)
     with pytest.raises(InputError), scale.scheduler_context(address):
         pass
     assert int(da.ones(4, chunks=2).sum().compute()) == 4

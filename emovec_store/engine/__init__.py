@@ -18,11 +18,15 @@ from .resolve import ALIASES, ResolvedModel, alias_installed, alias_size, pull, 
 
 if TYPE_CHECKING:
     from ..layout import parse_layers
+    from .cluster import ClusterExtractionResult, ShardFailedError, ShardResult, extract_on_cluster
     from .extract import ExtractionResult, ReadoutResult, extract
     from .load import load_tokenizer
     from .options import ExtractOptions, parse_shard
 
-_LAZY = {"parse_layers": "..layout", **dict.fromkeys(("ExtractionResult", "ReadoutResult", "extract"), ".extract"),
+_LAZY = {"parse_layers": "..layout",
+         **dict.fromkeys(("ClusterExtractionResult", "ShardFailedError", "ShardResult", "extract_on_cluster"),
+                         ".cluster"),
+         **dict.fromkeys(("ExtractionResult", "ReadoutResult", "extract"), ".extract"),
          "load_tokenizer": ".load", **dict.fromkeys(("ExtractOptions", "parse_shard"), ".options")}
 
 
@@ -46,6 +50,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["ALIASES", "DEFAULT_READOUTS", "ExtractOptions", "ExtractionResult", "ReadoutResult", "ReadoutSpec",
-           "ResolvedModel", "alias_installed", "alias_size", "extract", "load_tokenizer", "parse_layers",
-           "parse_readout", "parse_shard", "pull", "resolve"]
+__all__ = ["ALIASES", "DEFAULT_READOUTS", "ClusterExtractionResult", "ExtractOptions", "ExtractionResult",
+           "ReadoutResult", "ReadoutSpec", "ResolvedModel", "ShardFailedError", "ShardResult", "alias_installed",
+           "alias_size", "extract", "extract_on_cluster", "load_tokenizer", "parse_layers", "parse_readout",
+           "parse_shard", "pull", "resolve"]

@@ -31,7 +31,7 @@ from .resolve import resolve
 from .runner import BatchRunner
 
 __all__ = ["LAYER_CONVENTION", "ExtractOptions", "ExtractionResult", "ReadoutResult", "check_stimuli", "extract",
-           "parse_shard"]
+           "finalize_if_done", "parse_shard"]
 
 LAYER_CONVENTION = ("hidden_states index: 0 = input of decoder block 0 (embeddings), i = output of decoder "
                     "block i-1; raw residual stream, no final norm")
@@ -175,14 +175,22 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
             job.plan_group(target)
     for job in jobs:
         result.readouts.append(job.write(target))
-    with held_lock(setup_lock):  # reopen: other shards may have finished meanwhile
+    result.finalized = finalize_if_done(store_path)
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def finalize_if_done(store_path: Path) -> bool:
+    """Finalize the store if every batch of every readout is done (under the setup lock that shards
+    share); True when the store is complete afterwards. Each shard calls it when it ends, so the last
+    one to finish finalizes; :func:`~emovec_store.engine.cluster.extract_on_cluster` calls it once
+    more after all its shards succeeded."""
+    with held_lock(layout.lock_dir(store_path) / "setup.lock"):  # reopen: other shards may have finished meanwhile
         final = open_store(store_path, mode="r+", allow_partial=True)
         if not final.complete and all(final.progress(m, r).complete
                                       for m in final.models for r in final.readouts(m)):
             final.finalize()
-        result.finalized = open_store(store_path, allow_partial=True).complete
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+        return open_store(store_path, allow_partial=True).complete
 
 
 def _model_type_hint(source: Any) -> str:

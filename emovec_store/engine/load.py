@@ -215,6 +215,26 @@ def pickle_weights_allowed(allowed: bool = True) -> Iterator[None]:
         _ALLOW_PICKLE.reset(token)
 
 
+def pickle_weights_are_allowed() -> bool:
+    """Whether :func:`load` accepts pickle weights here (inside :func:`pickle_weights_allowed`)."""
+    return _ALLOW_PICKLE.get()
+
+
+_KEPT: ContextVar[dict[tuple[Any, ...], LoadedModel] | None] = ContextVar("emovec_kept_models", default=None)
+
+
+@contextmanager
+def models_kept(cache: dict[tuple[Any, ...], LoadedModel]) -> Iterator[None]:
+    """Within the block, :func:`load` keeps each model it loads in ``cache`` and hands back the kept
+    one when asked for the same model, device, dtype and flags again, instead of loading it anew
+    (a cluster worker that runs several shards of one extraction loads the model once)."""
+    token = _KEPT.set(cache)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
 def _pickle_weights(directory: Path) -> list[str]:
     """The pickle weight files of a model directory that has no safetensors weights (else empty)."""
     if any(directory.glob("*.safetensors")):
@@ -262,6 +282,10 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str, trust_remote
     """
     if allow_pickle is None:
         allow_pickle = _ALLOW_PICKLE.get()
+    kept = _KEPT.get()
+    key = (source.kind, source.path, device, compute_dtype, trust_remote_code, allow_pickle)
+    if kept is not None and key in kept:
+        return kept[key]
     if source.kind == "directory":
         pickles = _pickle_weights(Path(source.path))
         if pickles and not allow_pickle:
@@ -319,4 +343,7 @@ def load(source: ResolvedModel, *, device: str, compute_dtype: str, trust_remote
                       compute_dtype=compute_dtype, device=device)
     identity.update(tokenizer_sha256=provenance["tokenizer_sha256"],
                     chat_template_sha256=provenance["chat_template_sha256"], compute_dtype=compute_dtype)
-    return LoadedModel(model, tokenizer, source, provenance, identity)
+    loaded = LoadedModel(model, tokenizer, source, provenance, identity)
+    if kept is not None:
+        kept[key] = loaded
+    return loaded
