@@ -49,13 +49,16 @@ def _user_scorer(spec: str) -> tuple[str, Any]:
 @click.option("--scorer", "scorers", multiple=True, help="Extra scorer MODULE:FUNCTION(text) -> float (repeatable).")
 @click.option("--sidecar", default=None, type=click.Path(), help="Derived-results store of a read-only STORE.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda[:N] | mps")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads for torch [default: $EMOVEC_THREADS, else $OMP_NUM_THREADS, else one per core]. "
+                   "On a busy machine one thread can be much faster.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Output directory (default: STORE's name with .steer).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[str, ...], layer: int | None,
           strengths: str, rollouts: int, prompts_file: str | None, seed: int, random_controls: int,
           max_new_tokens: int, from_position: str | None, vector_set: str | None, scorers: tuple[str, ...],
-          sidecar: str | None, device: str, out_dir: str | None, no_progress: bool) -> None:
+          sidecar: str | None, device: str, threads: int | None, out_dir: str | None, no_progress: bool) -> None:
     """Steer the model of STORE along each --emotion vector at several strengths and measure the effect.
 
     Controls: random directions of the same norm and the least similar emotion's vector. Scorers:
@@ -77,6 +80,12 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     source = steering_source(store, model, layer=layer, vector_set=vector_set, sidecar=sidecar)
     for e in emotions:
         source.unit(e)  # an unknown emotion is refused before the model loads
+    if device.startswith("cpu"):
+        import torch
+
+        from emovec_store.engine.device import cpu_threads
+
+        torch.set_num_threads(cpu_threads(threads)[0])
     loaded = load_store_model(source.model_attrs, load_as, device=device)
     from tqdm import tqdm
 

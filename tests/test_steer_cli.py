@@ -34,7 +34,8 @@ def test_steer_writes_tables_plot_and_examples(setup: tuple[Path, Path], tmp_pat
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["steer", str(store), "--load", str(model), "--emotion", "joyful",
                                    "--strengths", "-1,1", "--rollouts", "1", "--random-controls", "2",
-                                   "--max-new-tokens", "4", "--from-position", "generated", "--out", str(out)])
+                                   "--max-new-tokens", "4", "--from-position", "generated", "--threads", "1",
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "joyful -> " in res.output and "p " in res.output
     for name in ("dose_response.csv", "slopes.csv", "generations.csv", "dose_response.png"):
