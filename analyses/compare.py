@@ -24,7 +24,7 @@ from .layers import norm_confound_check
 from .source import story_readout
 from .stats import Estimate
 from .steer import VECTOR_SETS, default_layer, read_vectors
-from .transfer import TransferResult
+from .transfer import SERIES, TransferResult
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -168,7 +168,7 @@ def norm_check(alignment: Alignment, transfer: TransferResult | None = None) -> 
                                        "cv_arousal": [e.value for e in alignment.arousal]}
     if transfer is not None:
         at = {layer: i for i, layer in enumerate(transfer.layers)}
-        for key in ("transfer", "within_source", "within_target"):
+        for key in SERIES:
             values = getattr(transfer, key)
             metrics[f"{key}_accuracy"] = [values[at[layer]].value if layer in at else float("nan")
                                           for layer in alignment.layers]

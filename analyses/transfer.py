@@ -6,6 +6,9 @@ stories, never translations). Three accuracies per layer, all with the probe of 
 statistics (topic-cluster bootstrap CI, within-topic permutation p of the fixed predictions):
 
 - ``transfer``: fitted on every source story, scored on every target story (no story in both);
+- ``transfer_centred``: the same after subtracting each language's own mean activation (over its
+  stories, labels unused) from its stories: a language offset in the residual stream, which the
+  probe's standardisation (fitted on the source) cannot remove, no longer counts against transfer;
 - ``within_source`` / ``within_target``: topic-grouped cross-validation inside one language, the
   reference that transfer is read against. The Chinese subset is small (8 stories per emotion) and
   its topics are confounded with perspective and emotion groups (corpus/README.md), so its
@@ -30,6 +33,9 @@ from .source import STORY_KINDS, open_readout, open_store, select, story_readout
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_PERMUTATIONS, Estimate
 from .steer import default_layer
 
+#: The per-layer accuracies of a :class:`TransferResult`.
+SERIES = ("transfer", "transfer_centred", "within_source", "within_target")
+
 
 @dataclass(frozen=True)
 class TransferResult:
@@ -44,6 +50,7 @@ class TransferResult:
     n_source: int
     n_target: int
     transfer: tuple[Estimate, ...]
+    transfer_centred: tuple[Estimate, ...]
     within_source: tuple[Estimate, ...]
     within_target: tuple[Estimate, ...]
     default_layer: int
@@ -57,7 +64,7 @@ class TransferResult:
                 "layer": list(self.layers), "classes": list(self.classes), "chance": self.chance,
                 "n_source": self.n_source, "n_target": self.n_target, "default_layer": self.default_layer,
                 **{name: [e.to_dict() for e in getattr(self, name)]
-                   for name in ("transfer", "within_source", "within_target")}}
+                   for name in SERIES}}
 
 
 def parse_languages(spec: str) -> tuple[str, str]:
@@ -97,8 +104,11 @@ def language_transfer(store: str | Store, model: str, *, source: str = "en", tar
         fold = topic_folds(rows["topic"], min(n_splits, n_topics))
         within.append(tuple(accuracy_estimates(probe_predictions(rows, fold), **resampling)))
     transfer = tuple(accuracy_estimates(transfer_predictions(src, tgt), **resampling))
+    centred = tuple(accuracy_estimates(transfer_predictions(src - src.mean("stimulus"), tgt - tgt.mean("stimulus")),
+                                       **resampling))
     layer_ids = tuple(int(x) for x in pooled["layer"].values)
     return TransferResult(model=model, readout=name, source=source, target=target, layers=layer_ids,
                           classes=tuple(classes), n_source=int(src.sizes["stimulus"]),
-                          n_target=int(tgt.sizes["stimulus"]), transfer=transfer, within_source=within[0],
+                          n_target=int(tgt.sizes["stimulus"]), transfer=transfer, transfer_centred=centred,
+                          within_source=within[0],
                           within_target=within[1], default_layer=default_layer(layer_ids))

@@ -44,7 +44,7 @@ def compare(stores: tuple[str, ...], permutations: int, bootstrap: int, transfer
 
     from emovec.analyses import compare as cmp
     from emovec.analyses.source import open_store
-    from emovec.analyses.transfer import language_transfer, parse_languages
+    from emovec.analyses.transfer import SERIES, language_transfer, parse_languages
     from emovec.report.compare_plots import alignment_png, cka_heatmap_png, transfer_png
     from emovec_store.errors import InputError
 
@@ -106,7 +106,8 @@ def compare(stores: tuple[str, ...], permutations: int, bootstrap: int, transfer
             transfers.append({"label": name, **t})
             j = transfer.layers.index(transfer.default_layer)
             click.echo(f"  probe accuracy at layer {transfer.default_layer} (chance {transfer.chance:.3f}): "
-                       f"{transfer.source}->{transfer.target} {_fmt(t['transfer'][j])}, within {transfer.source} "
+                       f"{transfer.source}->{transfer.target} {_fmt(t['transfer'][j])} (each language centred "
+                       f"{_fmt(t['transfer_centred'][j])}), within {transfer.source} "
                        f"{_fmt(t['within_source'][j])}, within {transfer.target} {_fmt(t['within_target'][j])}")
         for row in cmp.norm_check(alignment, transfer):
             checks.append({"model": name, **row})
@@ -119,7 +120,7 @@ def compare(stores: tuple[str, ...], permutations: int, bootstrap: int, transfer
     if cka_rows:
         (out / "cka.png").write_bytes(cka_heatmap_png(panels))
     _estimates_csv(alignments, ("valence", "arousal"), out / "alignment.csv", "norm")
-    _estimates_csv(transfers, ("transfer", "within_source", "within_target"), out / "transfer.csv", "accuracy")
+    _estimates_csv(transfers, SERIES, out / "transfer.csv", "accuracy")
     pd.DataFrame(checks, columns=["model", "metric", "rho", "flagged"]).to_csv(out / "norm_check.csv", index=False)
     if alignments:
         (out / "alignment.png").write_bytes(alignment_png(alignments, [a["label"] for a in alignments]))

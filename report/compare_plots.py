@@ -47,8 +47,8 @@ def alignment_png(alignments: Sequence[Mapping[str, Any]], labels: Sequence[str]
     return png(fig)
 
 
-TRANSFER_SERIES = (("transfer", "{source} → {target}"), ("within_source", "within {source} (topic CV)"),
-                   ("within_target", "within {target} (topic CV)"))
+TRANSFER_SERIES = (("transfer", "{source} → {target}"), ("transfer_centred", "{source} → {target}, each centred"),
+                   ("within_source", "within {source} (topic CV)"), ("within_target", "within {target} (topic CV)"))
 
 
 def transfer_png(transfers: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> bytes:
@@ -59,7 +59,7 @@ def transfer_png(transfers: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
         ax = fig.add_subplot(1, len(transfers), k + 1)
         layers = [int(x) for x in t["layer"]]
         for j, (key, name) in enumerate(TRANSFER_SERIES):
-            _band(ax, layers, t[key], name.format(**t), OKABE_ITO[j], MARKERS[j], "-" if j == 0 else "--")
+            _band(ax, layers, t[key], name.format(**t), OKABE_ITO[j], MARKERS[j], "-" if j < 2 else "--")
         ax.axhline(float(t["chance"]), color="#000000", linewidth=0.8, linestyle=":", label="chance")
         _mark_layer(ax, t.get("default_layer"))
         ax.set_ylim(0, 1)

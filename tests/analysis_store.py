@@ -78,11 +78,14 @@ def activations(table: pd.DataFrame, *, n_layers: int, hidden: int, structure: b
 
 def make_analysis_store(path: Path, *, structure: bool = True, n_layers: int = 4, hidden: int = 24,
                         seed: int = 0, n_per_cell: int = 1, finalize: bool = True,
-                        languages: tuple[str, ...] = ("en",)) -> emovec_store.Store:
+                        languages: tuple[str, ...] = ("en",), language_offset: float = 0.0) -> emovec_store.Store:
     """``languages``: stories in each (the same planted structure); English ids are ``story.*``, others
-    ``<lang>.story.*``."""
+    ``<lang>.story.*``, shifted by ``language_offset`` along one random unit direction."""
     table = stimulus_table(n_per_cell=n_per_cell, languages=languages)
     data = activations(table, n_layers=n_layers, hidden=hidden, structure=structure, seed=seed)
+    if language_offset:
+        direction = np.random.default_rng(seed + 1).standard_normal(hidden)
+        data[:, (table["language"] != "en").to_numpy()] += language_offset * direction / np.linalg.norm(direction)
     st = emovec_store.create(path, table, store_text=True)
     st.add_model("m", {"model": "m", "n_layers": n_layers - 1, "d_model": hidden}, identity={"name": "m"})
     layers = list(range(n_layers))

@@ -129,6 +129,7 @@ def test_english_to_chinese_transfer_of_a_shared_structure_and_of_noise(tmp_path
     assert (t.n_source, t.n_target, len(t.classes)) == (48, 48, 8) and t.chance == pytest.approx(1 / 8)
     assert t.transfer[-1].value > 0.8 and t.transfer[-1].p == pytest.approx(1 / 200)
     assert t.within_source[-1].value > 0.8 and t.within_target[-1].value > 0.8
+    assert t.transfer_centred[-1].value > 0.8
     assert t.transfer[0].value < 0.4  # layer 0 carries no structure
     noise = language_transfer(make_analysis_store(tmp_path / "n.zarr", n_layers=3, structure=False,
                                                   languages=("en", "zh")), "m", n_bootstrap=200, n_permutations=199)
@@ -141,6 +142,15 @@ def test_english_to_chinese_transfer_of_a_shared_structure_and_of_noise(tmp_path
             parse_languages(bad)
 
 
+def test_centring_each_language_removes_a_language_offset(tmp_path: Path) -> None:
+    from emovec.analyses.transfer import language_transfer
+
+    st = make_analysis_store(tmp_path / "a.zarr", n_layers=3, languages=("en", "zh"), language_offset=25.0)
+    t = language_transfer(st, "m", n_bootstrap=50, n_permutations=99)
+    assert t.transfer_centred[-1].value > 0.8 > t.transfer[-1].value
+    assert t.within_target[-1].value > 0.8  # within one language the offset is a constant
+
+
 def test_cli_on_one_store_writes_alignment_transfer_and_norm_check(tmp_path: Path) -> None:
     _with_planted_vectors(tmp_path / "a.zarr", languages=("en", "zh"))
     out = tmp_path / "cmp"
@@ -151,7 +161,7 @@ def test_cli_on_one_store_writes_alignment_transfer_and_norm_check(tmp_path: Pat
     alignment = pd.read_csv(out / "alignment.csv")
     assert set(alignment["norm"]) == {"valence", "arousal"} and alignment["default_layer"].sum() == 2
     transfer = pd.read_csv(out / "transfer.csv")
-    assert set(transfer["accuracy"]) == {"transfer", "within_source", "within_target"}
+    assert set(transfer["accuracy"]) == {"transfer", "transfer_centred", "within_source", "within_target"}
     checks = pd.read_csv(out / "norm_check.csv")
     assert set(checks["metric"]) >= {"cv_valence", "cv_arousal", "transfer_accuracy"}
     for png in ("alignment.png", "transfer.png"):
