@@ -155,7 +155,7 @@ def geometry_section(model: Mapping[str, Any], prefix: str, title: str) -> list[
             blocks.append(para(f"{key}: skipped: {skip_reason(model, f'geometry.{key}') or NOT_IN_RESULTS}."))
     norms_cols = (_est_column(geo, ("cv_valence",), "CV valence r", "emotions", with_p=True)
                   + _est_column(geo, ("cv_arousal",), "CV arousal r", "emotions", with_p=True)
-                  + _est_column(geo, ("rsa_norms",), "RSA with human V–A distances", "pairs", with_p=True))
+                  + _est_column(geo, ("rsa_norms",), "RSA with human V–A distances", "emotions", with_p=True))
     blocks.append(_layer_table(layers, norms_cols, "Out-of-sample correlation with the human norms by layer",
                                default))
     blocks.append(_layer_table(layers, _pc_columns(geo, "valence") + _pc_columns(geo, "arousal"),

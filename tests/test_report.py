@@ -224,3 +224,12 @@ def test_layer_ranges_follow_the_analysed_layers() -> None:
     assert layer_ranges([2, 3, 4, 9, 12, 14], list(range(16))) == "2–4, 9, 12, 14"
     assert layer_ranges([0, 4, 8, 12], [0, 4, 8, 12, 16]) == "0–12"
     assert layer_ranges([], [0, 1]) == ""
+
+
+def test_table_headers_name_what_n_counts(rendered: tuple[dict[str, Any], Path, list[Path]]) -> None:
+    """Every estimate's n is counted in the unit its analysis records (RSA: the emotions whose pairs are
+    compared, not pairs)."""
+    results, out, _ = rendered
+    md = (out / "REPORT.md").read_text()
+    n = results["models"]["smollm2-135m"]["geometry"]["rsa_norms"][0]["n"]
+    assert f"RSA with human V–A distances (n = {n} emotions)" in md
