@@ -104,8 +104,9 @@ def language_transfer(store: str | Store, model: str, *, source: str = "en", tar
         fold = topic_folds(rows["topic"], min(n_splits, n_topics))
         within.append(tuple(accuracy_estimates(probe_predictions(rows, fold), **resampling)))
     transfer = tuple(accuracy_estimates(transfer_predictions(src, tgt), **resampling))
-    centred = tuple(accuracy_estimates(transfer_predictions(src - src.mean("stimulus"), tgt - tgt.mean("stimulus")),
-                                       **resampling))
+    src64, tgt64 = src.astype(np.float64), tgt.astype(np.float64)  # float16 stores overflow a float16 mean
+    centred = tuple(accuracy_estimates(transfer_predictions(src64 - src64.mean("stimulus"),
+                                                            tgt64 - tgt64.mean("stimulus")), **resampling))
     layer_ids = tuple(int(x) for x in pooled["layer"].values)
     return TransferResult(model=model, readout=name, source=source, target=target, layers=layer_ids,
                           classes=tuple(classes), n_source=int(src.sizes["stimulus"]),
