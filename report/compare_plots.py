@@ -38,13 +38,18 @@ def alignment_png(alignments: Sequence[Mapping[str, Any]], labels: Sequence[str]
             ax.plot(layers, null, color=OKABE_ITO[j], linestyle=":", linewidth=1, label=f"{var}: null mean")
         _mark_layer(ax, a.get("default_layer"))
         ax.axhline(0, color="#000000", linewidth=0.5)
-        ax.set_ylim(-1, 1)
-        ax.set_title(f"{label}: {len(a['emotions'])} emotions", fontsize=9)
-        ax.set_xlabel("layer")
-        ax.set_ylabel("r with human norm")
-        ax.grid(alpha=0.3)
-        _legend(ax, fontsize=7)
+        _finish_panel(ax, (-1, 1), f"{label}: {len(a['emotions'])} emotions", "r with human norm")
     return png(fig)
+
+
+def _finish_panel(ax: Any, ylim: tuple[float, float], title: str, ylabel: str) -> None:
+    """Limits, title, axis labels (x: layer), grid and legend of one per-layer panel."""
+    ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _legend(ax, fontsize=7)
 
 
 TRANSFER_SERIES = (("transfer", "{source} → {target}"), ("transfer_centred", "{source} → {target}, each centred"),
@@ -62,10 +67,6 @@ def transfer_png(transfers: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
             _band(ax, layers, t[key], name.format(**t), OKABE_ITO[j], MARKERS[j], "-" if j < 2 else "--")
         ax.axhline(float(t["chance"]), color="#000000", linewidth=0.8, linestyle=":", label="chance")
         _mark_layer(ax, t.get("default_layer"))
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{label}: {t['n_source']} {t['source']} / {t['n_target']} {t['target']} stories", fontsize=9)
-        ax.set_xlabel("layer")
-        ax.set_ylabel("probe accuracy")
-        ax.grid(alpha=0.3)
-        _legend(ax, fontsize=7)
+        _finish_panel(ax, (0, 1), f"{label}: {t['n_source']} {t['source']} / {t['n_target']} {t['target']} stories",
+                      "probe accuracy")
     return png(fig)
