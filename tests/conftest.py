@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,3 +38,11 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     path = build_model("llama", tmp_path_factory.mktemp("llama"))
     model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     return model, transformers.AutoTokenizer.from_pretrained(path)
+
+
+@pytest.fixture
+def unreachable_scheduler() -> str:
+    """A dask scheduler address on localhost where nothing listens (a port bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"

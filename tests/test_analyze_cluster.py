@@ -4,7 +4,6 @@ unreachable scheduler is one line and exit code 2."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,17 +70,12 @@ def test_the_cli_runs_on_a_scheduler(store: Path, address: str, tmp_path: Path) 
     assert "--scheduler" in results["command"] and results["models"]["m"]["layers"] == [0, 3]
 
 
-def closed_port() -> int:
-    """A localhost port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(store: Path, tmp_path: Path,
+                                                         unreachable_scheduler: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", SHORT_CONNECT_S)  # the error, not the 10 s wait, is tested
-    address = f"tcp://127.0.0.1:{closed_port()}"
+    address = unreachable_scheduler
     r = CliRunner().invoke(cli, ["analyze", str(store), "--scheduler", address, "--out", str(tmp_path / "report"),
                                  "--no-lens", "--no-progress"])
     assert r.exit_code == 2, r.output

@@ -5,7 +5,6 @@ worker that dies mid-shard has its shard taken over; an unreachable scheduler is
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,17 +130,12 @@ def test_a_worker_killed_mid_shard_has_its_shard_taken_over(model_dir: Path, sti
     assert result.finalized and manifest(store) == single
 
 
-def closed_port() -> int:
-    """A localhost port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(model_dir: Path, tmp_path: Path,
+                                                         unreachable_scheduler: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", 2)  # the error, not the 10 s wait, is tested
-    address = f"tcp://127.0.0.1:{closed_port()}"
+    address = unreachable_scheduler
     r = CliRunner().invoke(cli, ["extract", "--model", str(model_dir), "--store", str(tmp_path / "c.zarr"),
                                  *CLI_ARGS, "--scheduler", address, "--shards", "2"])
     assert r.exit_code == 2, r.output
