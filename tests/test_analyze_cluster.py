@@ -37,9 +37,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[str]:
-    """One LocalCluster of 2 worker processes for the module."""
+    """One LocalCluster of 2 worker processes for the module; its HTTP server on a free port (":0"), not the
+    8787 that None still binds."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         yield str(cluster.scheduler_address)
 
 

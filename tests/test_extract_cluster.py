@@ -54,8 +54,10 @@ def single(model_dir: Path, stimuli: object, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
-    """One LocalCluster of 2 worker processes (one thread each) for the module."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    """One LocalCluster of 2 worker processes (one thread each) for the module. Its HTTP server takes a free
+    port (":0"): with None the dashboard is off but the server still binds 8787, which the other test process
+    or anything else on the machine may hold."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}) as local:
         yield local
 
