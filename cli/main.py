@@ -6,6 +6,8 @@ help of every command load none of it (tests/test_cli_help.py checks).
 """
 from __future__ import annotations
 
+import atexit
+import inspect
 import logging
 import os
 import sys
@@ -31,12 +33,29 @@ class EmovecGroup(click.Group):
             if os.environ.get("EMOVEC_DEBUG") == "1":
                 raise
             click.echo(f"{exc.label}: {exc}", err=True)
+            atexit.unregister(_quiet_at_exit)  # once, however many commands fail in this process
+            atexit.register(_quiet_at_exit)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # click would print "Aborted!" and exit 1, the integrity-failure code
             if os.environ.get("EMOVEC_DEBUG") == "1":
                 raise
             click.echo("Interrupted: stopped before the command finished; run it again to redo it", err=True)
             sys.exit(Interrupted.exit_code)
+
+
+def _quiet_abandoned_reads(unraisable: Any) -> None:
+    """Python's hook for unraisable exceptions once a command has failed with its one line and the
+    process exits: reads of a URL store still in flight (zarr reads several keys at once, and the
+    first failure ends the command) are closed at exit, and their own failures would print as
+    "Exception ignored ... Traceback". They have nothing to add: nothing is said for coroutines, and
+    anything else goes to Python's default hook."""
+    if inspect.iscoroutine(unraisable.object):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _quiet_at_exit() -> None:
+    sys.unraisablehook = _quiet_abandoned_reads
 
 
 class _EchoHandler(logging.Handler):

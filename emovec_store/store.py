@@ -36,7 +36,7 @@ from .errors import (
 from .finalize import finalize_store, unseal
 from .finalize import verify as verify_files
 from .fserrors import reported
-from .guarded import GuardedStore, http_storage_options
+from .guarded import GuardedStore, url_storage_options
 from .nodes import group_at, read_values
 from .planning import plan_model, plan_readout
 from .progress import Progress, done_flags
@@ -117,12 +117,35 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:
+#: URL schemes whose fsspec backend is an optional extra of emovec.
+_URL_EXTRAS = {"s3": "s3"}
+
+
+def _url_store(location: str, storage_options: Mapping[str, Any] | None) -> Any:
+    """A read-only fsspec zarr store for a URL: emovec's timeouts (:func:`url_storage_options`) under
+    the caller's ``storage_options``. A scheme without its fsspec backend is one line naming the package."""
+    options = {**(url_storage_options(location) or {}), **(storage_options or {})}
+    scheme = location.split("://", 1)[0]
+    try:
+        return zarr.storage.FsspecStore.from_url(location, read_only=True, storage_options=options or None)
+    except ImportError as exc:
+        extra = _URL_EXTRAS.get(scheme)
+        how = f"pip install 'emovec[{extra}]'" if extra else f"install fsspec's backend for {scheme}://"
+        raise InputError(f"reading {scheme}:// stores needs a package that is not installed ({exc}); {how}",
+                         field="store") from None
+    except ValueError as exc:  # fsspec: "Protocol not known", or options the backend refuses
+        raise InputError(f"cannot open {location!r}: {exc}", field="store") from None
+    except TypeError as exc:  # a storage option the backend does not take
+        raise InputError(f"cannot open {location!r} with storage options {sorted(options)}: {exc}",
+                         field="storage_options") from None
+
+
+def _zarr_store(location: str, mode: Mode, storage_options: Mapping[str, Any] | None = None
+                ) -> tuple[Any, Path | None]:
     if "://" in location:
         if mode != "r":
             raise ReadOnlyStoreError(f"stores at URLs open read-only: {location}")
-        options = http_storage_options() if location.startswith(("http://", "https://")) else None
-        return zarr.storage.FsspecStore.from_url(location, read_only=True, storage_options=options), None
+        return _url_store(location, storage_options), None
     path = Path(location)
     if path.suffix == ".zip":
         if not path.is_file():
@@ -137,14 +160,20 @@ def _zarr_store(location: str, mode: Mode) -> tuple[Any, Path | None]:
     return zarr.storage.LocalStore(path, read_only=(mode == "r")), path
 
 
-def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = False) -> Store:
-    """Open a store directory, a ``.zip`` export, or a read-only ``http(s)://`` URL.
+def open(path_or_url: str | Path, mode: Mode = "r", *, allow_partial: bool = False,
+         storage_options: Mapping[str, Any] | None = None) -> Store:
+    """Open a store directory, a ``.zip`` export, or a read-only URL (``https://``, ``s3://`` with
+    ``emovec[s3]``, any other fsspec scheme whose backend is installed).
 
     An incomplete (not finalized) store raises :class:`IncompleteStoreError` unless
-    ``allow_partial=True``; rows never written then read as NaN.
+    ``allow_partial=True``; rows never written then read as NaN. ``storage_options`` go to the URL's
+    fsspec filesystem over emovec's own timeouts (:func:`~emovec_store.guarded.url_storage_options`),
+    e.g. ``{"anon": True}`` for a public S3 bucket or ``{"endpoint_url": ...}`` for another S3 server.
     """
     location = str(path_or_url)
-    zstore, local = _zarr_store(location, mode)
+    if storage_options is not None and "://" not in location:
+        raise InputError(f"storage_options are for stores at URLs, not {location!r}", field="storage_options")
+    zstore, local = _zarr_store(location, mode, storage_options)
     guarded = GuardedStore(zstore, location, check_hashes="://" in location) if mode == "r" else None
     try:
         root = zarr.open_group(guarded or zstore, mode="r" if mode == "r" else "r+",

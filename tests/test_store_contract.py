@@ -1,4 +1,4 @@
-"""One contract, every way a store can be opened (directory, zip, format-2 copy, HTTP); and the
+"""One contract, every way a store can be opened (directory, zip, format-2 copy, HTTP, S3); and the
 readout attributes' two namespaces (the store's structural layout, the caller's provenance)."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import xarray as xr
 
 import emovec_store
 
+from .s3_server import s3_server
 from .synthetic import make_store
 from .test_store import serve
 
@@ -25,7 +26,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     return path, data
 
 
-@pytest.fixture(scope="module", params=["directory", "zip", "zarr2", "http"])
+@pytest.fixture(scope="module", params=["directory", "zip", "zarr2", "http", "s3"])
 def opened(request: pytest.FixtureRequest, original: tuple[Path, np.ndarray]) -> Iterator[tuple[str, str]]:
     """(way, location) of the same finalized store, opened each way it can be."""
     path, _ = original
@@ -42,9 +43,12 @@ def opened(request: pytest.FixtureRequest, original: tuple[Path, np.ndarray]) ->
         if not out.exists():
             emovec_store.export_zarr2(emovec_store.open(path), out)
         yield way, str(out)
-    else:
+    elif way == "http":
         with serve(path.parent) as base:
             yield way, f"{base}/s.zarr"
+    else:  # a real S3-compatible server on 127.0.0.1 (moto; skipped without moto and s3fs)
+        with s3_server(path.parent) as s3:
+            yield way, s3.upload(path, "s3://bucket/s.zarr")
 
 
 class TestEveryWayToOpenAStore:
@@ -74,7 +78,7 @@ class TestEveryWayToOpenAStore:
 
     def test_it_verifies_clean_where_its_files_can_be_listed(self, opened: tuple[str, str]) -> None:
         way, location = opened
-        if way == "http":
+        if way in ("http", "s3"):
             with pytest.raises(emovec_store.StoreError, match="local store directory or zip"):
                 emovec_store.verify(location)
         else:
@@ -82,7 +86,7 @@ class TestEveryWayToOpenAStore:
 
     def test_it_refuses_writes_unless_it_is_a_directory(self, opened: tuple[str, str]) -> None:
         way, location = opened
-        if way in ("zip", "http"):
+        if way in ("zip", "http", "s3"):
             with pytest.raises(emovec_store.ReadOnlyStoreError):
                 emovec_store.open(location, mode="r+")
         with pytest.raises(emovec_store.ReadOnlyStoreError):
