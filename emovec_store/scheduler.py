@@ -6,22 +6,13 @@ Shared by ``emovec analyze --scheduler`` (the analyses' dask graphs run on the c
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from .errors import InputError
 
 #: Seconds to wait for a scheduler before giving up with one line.
 CONNECT_TIMEOUT_S = 10
-
-
-def _restore_default_scheduler(before: Any) -> None:
-    import dask
-
-    if before is None:
-        dask.config.config.pop("scheduler", None)
-    else:
-        dask.config.set(scheduler=before)
 
 
 @contextmanager
@@ -43,20 +34,16 @@ def connected(address: str, *, as_default: bool, timeout_s: float | None = None)
     import dask
 
     seconds = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
-    before = dask.config.get("scheduler", None)
     try:
-        try:
-            client = Client(address, timeout=seconds, set_as_default=as_default)  # type: ignore[no-untyped-call]
-        except BaseException:
-            # a Client that failed to start may already have made itself dask's default scheduler:
-            # put back what was there, so later computations do not look for a client that is not there
-            _restore_default_scheduler(before)
-            raise
+        # never distributed's own default (set_as_default): a Client registers itself as the global client
+        # before it connects, and one that then fails stays registered until it is garbage-collected, so a
+        # later compute() would wait forever on it; dask's config names this client for the block instead
+        client = Client(address, timeout=seconds, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {address!r} within {seconds:g} s ({exc})",
                          field="scheduler") from None
     except (ValueError, TypeError) as exc:  # distributed's parse of a malformed address
         raise InputError(f"--scheduler {address!r} is not a scheduler address such as tcp://HOST:8786 ({exc})",
                          field="scheduler") from None
-    with client:
+    with client, (dask.config.set(scheduler=client) if as_default else nullcontext()):
         yield client
