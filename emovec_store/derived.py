@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -47,13 +48,17 @@ def _writable_dir(store: Store) -> bool:
     return store.local_path is not None and os.access(store.local_path, os.W_OK)
 
 
+def _sidecar_path(store: Store, sidecar: str | Path | None) -> Path:
+    return Path(sidecar) if sidecar is not None else default_sidecar(store)
+
+
 def results_root(store: Store, sidecar: str | Path | None = None, *, create: bool = False) -> Path | None:
     """The directory holding the derived groups: the store itself when it is a writable directory
     (and no sidecar is named), else the sidecar. None when reading and no sidecar exists."""
     if sidecar is None and _writable_dir(store):
         assert store.local_path is not None
         return store.local_path
-    side = Path(sidecar) if sidecar is not None else default_sidecar(store)
+    side = _sidecar_path(store, sidecar)
     if not (side / "zarr.json").is_file():
         if not create:
             return None
@@ -126,8 +131,25 @@ def derived_writer(store: Store, model: str, name: str, *, provenance: Mapping[s
     ``provenance`` (JSON-able) goes into the group's attributes under ``emovec_provenance``.
     """
     _check_name(store, model, name)
+    made_sidecar = results_root(store, sidecar) is None  # made by this call: undone if the result fails
+    empty_dir_before = made_sidecar and _sidecar_path(store, sidecar).is_dir()
     root_dir = results_root(store, sidecar, create=True)
     assert root_dir is not None
+    try:
+        with _writing(model, name, root_dir, provenance, append_dim) as writer:
+            yield writer
+    except BaseException:
+        if made_sidecar:  # a failed first result leaves no empty sidecar behind (an empty directory stays)
+            shutil.rmtree(root_dir, ignore_errors=True)
+            if empty_dir_before:
+                root_dir.mkdir(exist_ok=True)
+        raise
+
+
+@contextmanager
+def _writing(model: str, name: str, root_dir: Path, provenance: Mapping[str, Any] | None,
+             append_dim: str) -> Iterator[DerivedWriter]:
+    """The body of :func:`derived_writer` once its results directory exists."""
     _ensure_groups(root_dir, model)
     final = root_dir / layout.derived_group(model, name)
     prov = json.loads(json.dumps(dict(provenance or {}), default=str))

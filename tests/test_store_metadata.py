@@ -10,7 +10,7 @@ import xarray as xr
 
 import emovec_store
 from emovec.corpus import load_corpus
-from emovec_store.derived import default_sidecar, list_derived, read_derived, write_derived
+from emovec_store.derived import default_sidecar, derived_writer, list_derived, read_derived, write_derived
 from emovec_store.finalize import derived_groups, manifest
 
 from .synthetic import make_store, stimulus_table
@@ -95,6 +95,24 @@ def test_a_zip_store_gets_a_sidecar(tmp_path: Path) -> None:
     assert list_derived(zipped, "m") == ["vectors"]
     meta = json.loads((tmp_path / "s.derived.zarr/zarr.json").read_text())
     assert meta["attributes"]["emovec_derived_for"] == str(tmp_path / "s.zip")
+
+
+def test_a_first_result_that_fails_leaves_no_sidecar(tmp_path: Path) -> None:
+    """A failed analysis of a zip or URL store leaves nothing behind; a later failure keeps earlier results."""
+    make_store(tmp_path / "s.zarr")
+    emovec_store.export_zip(emovec_store.open(tmp_path / "s.zarr"), tmp_path / "s.zip")
+    zipped = emovec_store.open(tmp_path / "s.zip")
+    with pytest.raises(RuntimeError), derived_writer(zipped, "m", "vectors"):
+        raise RuntimeError("the analysis failed")
+    assert not (tmp_path / "s.derived.zarr").exists()
+    (tmp_path / "mine").mkdir()  # an empty directory named by the user stays, empty
+    with pytest.raises(RuntimeError), derived_writer(zipped, "m", "vectors", sidecar=tmp_path / "mine"):
+        raise RuntimeError("the analysis failed")
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    write_derived(zipped, "m", "vectors", _vectors())
+    with pytest.raises(RuntimeError), derived_writer(zipped, "m", "probes"):
+        raise RuntimeError("the analysis failed")
+    assert list_derived(zipped, "m") == ["vectors"]
 
 
 def test_a_sidecar_of_another_store_is_refused(tmp_path: Path) -> None:

@@ -76,12 +76,15 @@ def test_analyze_on_s3_writes_its_results_to_a_local_sidecar(s3: S3, tmp_path: P
     assert not s3.fs.exists("bucket/a.zarr/models/m/derived")  # nothing was written to the bucket
 
 
-def test_a_missing_object_of_a_complete_store_is_an_error_naming_its_key(s3: S3, tmp_path: Path) -> None:
+def test_a_missing_object_of_a_complete_store_is_an_error_naming_its_key(s3: S3, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where a URL store's sidecar would go
     store = emovec_store.open("s3://bucket/lost.zarr")
     with pytest.raises(emovec_store.StoreError, match=f"s3://bucket/lost.zarr/{CHUNK} is missing"):
         store.dataset("m", "mean_from_50").pooled.load()
     r = CliRunner().invoke(cli, ["analyze", "s3://bucket/lost.zarr", *ANALYZE, "--out", str(tmp_path / "report")])
     assert r.exit_code == 3 and f"s3://bucket/lost.zarr/{CHUNK} is missing" in one_line(r.output)
+    assert not (tmp_path / "lost.derived.zarr").exists()  # the failed run leaves no empty sidecar
 
 
 def test_refused_credentials_are_one_line_exit_3(s3: S3) -> None:
