@@ -84,7 +84,8 @@ def trace_from_store(store: Store, model: str, stimulus: str, units: xr.DataArra
     if stimulus not in ids:
         raise InputError(f"the per-token readout {readout!r} has no stimulus {stimulus!r}")
     k = ids.index(stimulus)
-    start, stop = int(ds["offsets"][k]), int(ds["offsets"][k + 1])
+    start = int(ds["offsets"][k])  # both token layouts (docs/store.md): offsets[k] + n_tokens[k] ends it
+    stop = start + int(ds["n_tokens"][k])
     acts = ds["acts"].sel(layer=units["layer"].values).isel(token=slice(start, stop)).to_numpy()
     token_ids = ds["token_id"].values[start:stop]
     tokens = [decode([int(i)]) if decode else str(int(i)) for i in token_ids]

@@ -7,7 +7,7 @@ A store is a Zarr v3 hierarchy::
     /emotions/                 one row per emotion: name, quadrant, valence, arousal, dominance (NaN unknown)
     /models/<slug>/            attrs: provenance of the model
     /models/<slug>/<readout>/  pooled (layer, stimulus, hidden) or, for per-token readouts,
-                               acts (layer, token, hidden) + CSR index arrays
+                               acts (layer, token, hidden) + token index arrays (chunk-aligned offsets)
     /models/<slug>/<readout>/_progress/   the immutable batch plan, per-batch done flags and max |x|
     /models/<slug>/derived/<name>/        analysis results (emotion vectors, …): outside the manifest
 
@@ -20,6 +20,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .dtypes import StorageDtype, physical_dtype
 from .errors import InputError
@@ -37,10 +40,19 @@ DERIVED = "derived"
 POOLED = "pooled"
 ACTS = "acts"
 PROGRESS = "_progress"
+#: ``token_layout`` of per-token readouts: the tokens of each row chunk start at a multiple of the
+#: token chunk size, so that the writers of two row chunks never share an ``acts`` chunk file.
+TOKEN_LAYOUT_ALIGNED = "chunk-aligned"
+#: The ``token_layout`` of per-token readouts written before the attribute existed (no ``token_layout``):
+#: every stimulus' tokens straight after the previous one's (CSR), row chunks sharing token chunks.
+TOKEN_LAYOUT_CONTIGUOUS = "contiguous"
+#: Structural attributes of per-token readouts that the store derives when it builds the arrays
+#: (not part of a plan: a readout is resumed in the layout it was built with).
+TOKEN_LAYOUT_ATTRS: tuple[str, ...] = ("token_layout", "token_chunk_rows")
 #: Readout attributes the store sets itself (the structural layout of a readout); the attributes a
 #: caller passes (spec, provenance) may not use these names. ``layout`` is ``pooled`` or ``tokens``.
 STRUCTURAL_ATTRS: tuple[str, ...] = ("layout", "layers", "hidden", "storage_dtype", "chunk_rows",
-                                     "stimuli_sha256", "batches_sha256")
+                                     "stimuli_sha256", "batches_sha256", *TOKEN_LAYOUT_ATTRS)
 #: Readout attributes that finalize adds (not part of the plan: a rerun on a finalized store has none yet).
 FINALIZE_ATTRS: tuple[str, ...] = ("max_abs_per_layer",)
 #: Group holding the sha256 manifest (arrays ``path`` and ``sha256``), written at finalize.
@@ -70,7 +82,8 @@ def default_chunk_rows(n_rows: int, hidden: int, storage: StorageDtype, *,
 
 
 def default_token_chunk_rows(hidden: int, storage: StorageDtype) -> int:
-    """Tokens per chunk of a per-token ``acts`` array (8192 for d=576 fp16, scaled for other sizes)."""
+    """Tokens per chunk of a per-token ``acts`` array: the largest power of two (256..8192) whose chunk
+    of one layer is at most 8 MiB (4096 for d=576 in fp16)."""
     row_bytes = hidden * physical_dtype(storage).itemsize
     return int(max(256, min(8192, 2 ** int(math.log2(max(1, TARGET_CHUNK_BYTES // row_bytes))))))
 
@@ -84,6 +97,31 @@ def is_derived(rel: str) -> bool:
 def derived_group(model: str, name: str | None = None) -> str:
     """The zarr path of a model's derived group, or of one result in it."""
     return f"models/{model}/{DERIVED}" + ("" if name is None else f"/{name}")
+
+
+def token_layout(attrs: Mapping[str, object]) -> str:
+    """How a per-token readout places its stimuli's tokens: :data:`TOKEN_LAYOUT_ALIGNED`, or
+    :data:`TOKEN_LAYOUT_CONTIGUOUS` for readouts written before ``token_layout`` existed."""
+    return str(attrs.get("token_layout", TOKEN_LAYOUT_CONTIGUOUS))
+
+
+def aligned_offsets(n_tokens: Sequence[int] | np.ndarray[Any, Any], chunk_rows: int,
+                    token_chunk_rows: int) -> tuple[np.ndarray[Any, Any], int]:
+    """The first token row of every stimulus in the chunk-aligned layout, and the number of token rows.
+
+    Within a row chunk (``chunk_rows`` stimuli) the tokens follow each other; each row chunk starts
+    at the first multiple of ``token_chunk_rows`` after the previous one's last token. Stimulus i's
+    tokens are rows ``offsets[i]:offsets[i] + n_tokens[i]``; the rows between row chunks are padding.
+    """
+    lengths = np.asarray(n_tokens, dtype=np.int64)
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    start = end = 0
+    for c0 in range(0, len(lengths), chunk_rows):
+        block = lengths[c0:c0 + chunk_rows]
+        offsets[c0:c0 + len(block)] = start + np.cumsum(block) - block
+        end = start + int(block.sum())
+        start = -(-end // token_chunk_rows) * token_chunk_rows
+    return offsets, end
 
 
 def chunk_file(array_dir: Path, chunk_index: tuple[int, ...]) -> Path:

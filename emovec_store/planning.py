@@ -89,7 +89,8 @@ def plan_readout(store: PlannedStore, model: str, readout: str, *, stimulus_ids:
     spec = json.loads(json.dumps({**structure, **dict(attrs or {})}))  # as stored: compare like with like
     if readout in model_group:
         theirs = with_layout(dict(group_at(model_group, readout).attrs), group_at(model_group, readout), spec)
-        planned = (set(theirs) | set(spec)) - {"coordinates", *layout.FINALIZE_ATTRS}
+        # the token layout is the one the readout was built with (older stores: contiguous), not planned
+        planned = (set(theirs) | set(spec)) - {"coordinates", *layout.FINALIZE_ATTRS, *layout.TOKEN_LAYOUT_ATTRS}
         diff = mismatches(theirs, spec, keys=sorted(planned))
         if diff:
             raise IncompatibleStoreError(

@@ -7,6 +7,7 @@ is there; this module only writes what :mod:`emovec_store.layout` names.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -111,10 +112,11 @@ def write_strings(group: zarr.Group, name: str, values: Sequence[str], dim: str)
 
 
 def write_ints(group: zarr.Group, name: str, values: Any, dim: str, dtype: str = "<i4",
-                chunks: int | None = None) -> None:
+                chunks: int | None = None, fill: int = 0) -> None:
     values = np.asarray(values, dtype=dtype)
     arr = group.create_array(name, shape=values.shape, chunks=(chunks or max(1, len(values)),),
-                             dtype=dtype, dimension_names=(dim,), compressors=None, overwrite=True)
+                             dtype=dtype, dimension_names=(dim,), compressors=None, fill_value=fill,
+                             overwrite=True)
     if len(values):
         arr[:] = values
 
@@ -179,12 +181,33 @@ def check_plan(batches: Sequence[tuple[int, int]], n: int, chunk_rows: int) -> N
     if expected != n:
         raise InputError(f"the batch plan covers {expected} rows, the readout has {n}")
 
+
+def _write_token_index(group: zarr.Group, offsets: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any],
+                       token_ids: Sequence[Sequence[int]], total: int, tchunk: int) -> None:
+    """The per-token index arrays ``token_stimulus``, ``position`` and ``token_id`` (dim ``token``):
+    -1 on the padding rows between row chunks."""
+    stimulus = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(stimulus)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = offsets[stimulus] + position
+    columns = {"token_stimulus": stimulus, "position": position,
+               "token_id": np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=len(rows))}
+    for name, values in columns.items():
+        column = np.full(total, -1, dtype="<i4")
+        column[rows] = values
+        write_ints(group, name, column, "token", chunks=tchunk, fill=-1)
+
+
 def build_readout(group: zarr.Group, stim: zarr.Group, ids: list[str], rows: np.ndarray[Any, Any],
                    layers: Sequence[int], hidden: int, storage: StorageDtype, chunk_rows: int,
                    batches: Sequence[tuple[int, int]], n_tokens: Sequence[int] | None,
                    token_ids: Sequence[Sequence[int]] | None, token_chunk_rows: int | None) -> None:
     """The arrays of a new readout group: labels (copied from the ``stimuli`` group ``stim``), the
-    activation array, the batch plan."""
+    activation array, the batch plan.
+
+    Per-token readouts (``token_ids`` given) get the chunk-aligned token layout
+    (:func:`layout.aligned_offsets <emovec_store.layout.aligned_offsets>`): ``offsets`` (dim
+    ``stimulus``) holds the first token row of each stimulus, and the attributes ``token_layout`` and
+    ``token_chunk_rows`` say so."""
     n, n_layers = len(ids), len(layers)
     write_strings(group, "stimulus", ids, "stimulus")
     labels = [c for c in layout.LABEL_COLUMNS if c in stim]
@@ -207,13 +230,11 @@ def build_readout(group: zarr.Group, stim: zarr.Group, ids: list[str], rows: np.
         lengths = np.asarray([len(t) for t in token_ids], dtype=np.int64)
         if not np.array_equal(lengths, np.asarray(n_tokens)):
             raise InputError("token_ids lengths differ from n_tokens")
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        total = int(offsets[-1])
         tchunk = token_chunk_rows or layout.default_token_chunk_rows(hidden, storage)
-        write_ints(group, "offsets", offsets, "offset", "<i8")
-        write_ints(group, "token_stimulus", np.repeat(np.arange(n), lengths), "token", chunks=tchunk)
-        write_ints(group, "position", np.concatenate([np.arange(k) for k in lengths]), "token", chunks=tchunk)
-        write_ints(group, "token_id", np.concatenate([np.asarray(t) for t in token_ids]), "token", chunks=tchunk)
+        offsets, total = layout.aligned_offsets(lengths, chunk_rows, tchunk)
+        write_ints(group, "offsets", offsets, "stimulus", "<i8")
+        _write_token_index(group, offsets, lengths, token_ids, total, tchunk)
+        group.attrs.update({"token_layout": layout.TOKEN_LAYOUT_ALIGNED, "token_chunk_rows": int(tchunk)})
         group.create_array(layout.ACTS, shape=(n_layers, total, hidden), chunks=(1, tchunk, hidden),
                            dtype=physical_dtype(storage), fill_value=fill_value(storage),
                            compressors=None, dimension_names=("layer", "token", "hidden"),

@@ -11,6 +11,13 @@ per chunk file touched, so the writer syncs at most every ``sync_interval`` seco
 it flushes every dirty chunk, then writes the max |x| and the done flag of each batch written since.
 A crash loses at most the unflagged batches of the last interval; a resumed writer skips flagged
 batches, and rewriting a batch writes the same bytes to the same place (idempotent).
+
+Before it writes, the writer checks that every array it writes raw is as it assumes (codecs, chunk-key
+encoding, dtype, chunk shape: :mod:`emovec_store.memmapped`) and where a per-token readout's tokens
+lie (:mod:`emovec_store.tokenrows`). Shards own disjoint row chunks; in the chunk-aligned token layout
+their tokens fall in disjoint ``acts`` chunk files too, so no two shards ever write one file (which
+matters on NFS, where two machines' writes to one file can undo each other). Per-token readouts of
+older stores (contiguous layout) are written by one writer only.
 """
 from __future__ import annotations
 
@@ -27,10 +34,12 @@ from emovec.common.files import atomic_path
 
 from . import layout
 from .dtypes import StorageDtype, encode_batch, fill_value, parse_storage_dtype, physical_dtype
-from .errors import InputError, StoreError
+from .errors import IncompatibleStoreError, InputError, StoreError
 from .fserrors import reported
+from .memmapped import check_memmappable
 from .nodes import array_at, group_at, json_int, json_list
 from .progress import RowChunkLocks, done_flags, mark_done
+from .tokenrows import TokenRows, token_chunk_rows
 
 Memmap = np.memmap[Any, np.dtype[Any]]
 
@@ -82,19 +91,32 @@ class StreamWriter:
         prog = group_at(group, layout.PROGRESS)
         self._starts = np.asarray(array_at(prog, "batch_start")[:])
         self._stops = np.asarray(array_at(prog, "batch_stop")[:])
-        array = array_at(group, layout.ACTS if self.per_token else layout.POOLED)
-        self._array_dir = readout_dir / (layout.ACTS if self.per_token else layout.POOLED)
-        self._rows_per_chunk = int(array.chunks[1])
-        self._offsets = np.asarray(array_at(group, "offsets")[:]) if self.per_token else None
+        name = layout.ACTS if self.per_token else layout.POOLED
+        array = array_at(group, name)
+        self._array_dir = readout_dir / name
         n_rows = int(array_at(group, "stimulus").shape[0])
+        self._tokens: TokenRows | None = None
+        if self.per_token:
+            self._rows_per_chunk = token_chunk_rows(attrs, tuple(array.chunks))
+            self._tokens = TokenRows.read(group, readout_dir, attrs, self.chunk_rows, self._rows_per_chunk)
+        else:
+            self._rows_per_chunk = self.chunk_rows
+        self._check_arrays(array, prog, self._tokens.total if self._tokens is not None else n_rows)
         n_chunks = -(-n_rows // self.chunk_rows)
         if shard is None:
             shard = (0, 1)
         k, n = shard
         if not (n >= 1 and 0 <= k < n):
             raise InputError(f"shard {k}/{n} is not valid; use k/n with 0 <= k < n")
+        if n > 1 and self._tokens is not None and not self._tokens.shardable:
+            raise IncompatibleStoreError(
+                f"readout {model}/{readout} in {str(store_dir)!r} has the contiguous per-token layout of older "
+                f"stores, whose row chunks share acts chunk files, so shards (here {k}/{n}) could overwrite each "
+                "other's tokens; resume it with one writer (no --shard, no --scheduler) or extract into a new store")
         self.shard = (k, n)
         self.chunks = [int(c) for c in np.array_split(np.arange(n_chunks), n)[k]]
+        self._owned = (self._tokens.token_chunks(self.chunks, self._rows_per_chunk) if self._tokens is not None
+                       else self.chunks)
         mine = set(self.chunks)
         self.batches = [b for b in range(len(self._starts)) if self._starts[b] // self.chunk_rows in mine]
         self._batch_set = set(self.batches)
@@ -105,6 +127,17 @@ class StreamWriter:
         self._unflagged: list[tuple[int, np.ndarray[Any, Any]]] = []
         self.sync_interval = sync_interval
         self._last_sync = time.monotonic()
+
+    def _check_arrays(self, array: zarr.Array[Any], prog: zarr.Group, length: int) -> None:
+        """Refuse (:class:`StoreError` naming the file and key) an activation or progress array that
+        is not as the raw writes assume (:func:`~emovec_store.memmapped.check_memmappable`)."""
+        n_layers, n_batches = len(self.layers), len(self._starts)
+        check_memmappable(array, self._array_dir, self._dtype, (1, self._rows_per_chunk, self.hidden),
+                          (n_layers, length, self.hidden))
+        check_memmappable(array_at(prog, "batch_done"), self._dir / layout.PROGRESS / "batch_done",
+                          np.dtype("uint8"), (1,), (n_batches,))
+        check_memmappable(array_at(prog, "max_abs"), self._dir / layout.PROGRESS / "max_abs",
+                          np.dtype("<f4"), (1, n_layers), (n_batches, n_layers))
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> StreamWriter:
@@ -155,9 +188,8 @@ class StreamWriter:
         if batch not in self._batch_set:
             raise InputError(f"batch {batch} is not in this writer's shard {self.shard[0]}/{self.shard[1]}")
         start, stop = self.rows(batch)
-        if self.per_token:
-            assert self._offsets is not None
-            start, stop = int(self._offsets[start]), int(self._offsets[stop])
+        if self._tokens is not None:
+            start, stop = self._tokens.span(start, stop)
         expected = (len(self.layers), stop - start, self.hidden)
         if tuple(data.shape) != expected:
             raise InputError(f"batch {batch} of {self.model}/{self.readout} must have shape {expected}, "
@@ -176,13 +208,9 @@ class StreamWriter:
     def bytes_still_needed(self) -> int:
         """Bytes of this writer's chunk files not yet on disk (what a full disk must make room for)."""
         chunk_bytes = self._rows_per_chunk * self.hidden * self._dtype.itemsize
-        if self.per_token:
-            assert self._offsets is not None
-            n_chunks = -(-int(self._offsets[-1]) // self._rows_per_chunk)
-        else:
-            n_chunks = len(self.chunks)
-        on_disk = sum(1 for _ in self._array_dir.glob("c/*/*/*")) if self._array_dir.is_dir() else 0
-        return max(0, len(self.layers) * n_chunks - on_disk) * chunk_bytes
+        missing = sum(not layout.chunk_file(self._array_dir, (li, c, 0)).exists()
+                      for li in range(len(self.layers)) for c in self._owned)
+        return missing * chunk_bytes
 
     def _write_rows(self, start: int, stop: int, encoded: np.ndarray) -> None:
         """Copy rows ``[start, stop)`` of every layer into the chunk files they fall in."""
