@@ -32,6 +32,10 @@ from emovec.common.errors import InputError
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads for torch [default: $EMOVEC_THREADS, else $OMP_NUM_THREADS, else one per core]. "
                    "On a machine busy with other work, fewer threads than cores can be faster.")
+@click.option("--mps-recycle-mb", default=None, type=click.FloatRange(min=0),
+              help="Apple MPS: when the Metal driver's memory passes this many MB after a batch, flush and go on "
+                   "in a fresh process (the store resumes) [default: 80% of the GPU's recommended working set; "
+                   "0: never; docs/hardware.md].")
 @click.option("--max-length", default=None, type=click.IntRange(min=1), help="Truncate longer stimuli (counted).")
 @click.option("--shard", default=None, help="k/n: fill only chunk range k of n (parallel writers, one store).")
 @click.option("--scheduler", default=None,
@@ -54,7 +58,7 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
             pooling: tuple[str, ...], dtype: str, storage_dtype: str, device: str, batch_tokens: int,
             max_length: int | None, shard: str | None, scheduler: str | None, shards: int | None,
             chunk_rows: int | None, sync_interval: float,
-            threads: int | None, limit: int | None, store_text: bool,
+            threads: int | None, mps_recycle_mb: float | None, limit: int | None, store_text: bool,
             trust_remote_code: bool, allow_pickle: bool, as_json: bool, no_progress: bool) -> None:
     """Stream residual activations of every requested layer of MODEL over a corpus into a store.
 
@@ -74,7 +78,8 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
     options = ExtractOptions(layers=layers, pooling=list(pooling) or None, dtype=dtype, storage_dtype=storage_dtype,
                              device=device, batch_tokens=batch_tokens, max_length=max_length, shard=shard,
                              chunk_rows=chunk_rows, sync_interval=sync_interval, threads=threads,
-                             trust_remote_code=trust_remote_code, store_text=store_text, progress=not no_progress)
+                             mps_recycle_mb=mps_recycle_mb, trust_remote_code=trust_remote_code,
+                             store_text=store_text, progress=not no_progress)
     stimuli = spread_sample(load_corpus(corpus, languages=languages), limit)
     if scheduler is not None and shards is not None:
         _on_cluster(model, stimuli, store_path, scheduler, shards, options, allow_pickle, as_json)
@@ -93,6 +98,9 @@ def extract(model: str, corpus: str, languages: tuple[str, ...], store_path: str
                    f"stored as {r.storage_dtype}; truncated {r.truncated}, short texts {r.short_texts}")
     for note in result.skipped:
         click.echo(f"  skipped {note}")
+    if result.processes > 1:
+        click.echo(f"  ran in {result.processes} processes (MPS recycling: a fresh one each time the driver's "
+                   "memory passed --mps-recycle-mb)")
     state = "complete (finalized)" if result.finalized else "incomplete (other shards pending)"
     click.echo(f"store {result.store}: {state}; peak RSS {result.peak_rss_mb:.0f} MB")
     click.echo(f"next: emovec store info {result.store}")

@@ -81,6 +81,13 @@ class Interrupted(EmovecError):
     label = "Interrupted"
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception outside emovec's error tree as one line: its type and the first line of its text
+    (at most 200 characters), for a message that must not become a traceback."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
 __all__ = ["EmovecError", "IncompatibleStoreError", "IncompleteStoreError", "InputError", "IntegrityError",
            "Interrupted", "ModelResolutionError", "NonFiniteActivationError", "ReadOnlyStoreError",
-           "SchemaVersionError", "StoreError", "StoreLockedError", "StoreNotFoundError"]
+           "SchemaVersionError", "StoreError", "StoreLockedError", "StoreNotFoundError", "one_line"]

@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from emovec.common.errors import one_line
+
 from ..errors import EmovecError, IncompleteStoreError, InputError, Interrupted
 from ..progress import remove_lock_dir
 from ..scheduler import connected
@@ -78,12 +80,6 @@ class ClusterExtractionResult:
         return asdict(self)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception outside emovec's error tree as one line: its type and the first line of its text."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
-
-
 def _worker_address() -> str:
     from distributed import get_worker
 
@@ -105,11 +101,12 @@ def _run_shard(job: str, model: str, stimuli: pd.DataFrame, store: str, options:
         out = ShardResult(shard[0], shard[1], _worker_address())
         try:
             with models_kept(kept), pickle_weights_allowed(allow_pickle):
-                out.result = extract(model, stimuli, store, options, shard=shard, progress=False)
+                # a dask worker is daemonic and cannot start the processes MPS recycling needs
+                out.result = extract(model, stimuli, store, options, shard=shard, progress=False, mps_recycle_mb=0)
         except EmovecError as exc:
             out.error, out.exit_code = f"{exc.label}: {exc}", exc.exit_code
         except Exception as exc:
-            out.error, out.exit_code = _one_line(exc), 1
+            out.error, out.exit_code = one_line(exc), 1
         out.loaded_model = len(kept) > loaded_before
         return out
 
@@ -156,7 +153,7 @@ def _client_for(scheduler: Any) -> Iterator[tuple[Any, str]]:
 
 def _failed_task(shard: tuple[int, int], exc: BaseException) -> ShardResult:
     """A task that failed outside :func:`_run_shard` (its worker died, or could not unpickle it)."""
-    return ShardResult(shard[0], shard[1], "unknown", error=_one_line(exc), exit_code=1)
+    return ShardResult(shard[0], shard[1], "unknown", error=one_line(exc), exit_code=1)
 
 
 def _failure_line(failed: list[ShardResult], n_shards: int, store: str) -> ShardFailedError:
@@ -185,7 +182,8 @@ def extract_on_cluster(model: str, stimuli: pd.DataFrame, store: str | Path, sch
     shards : how many shards (tasks); more shards than workers queue on them, each worker loading
         the model once.
     options, overrides : as for ``extract``; ``shard`` is refused (the shards are this call's), and
-        progress bars are off on the workers.
+        progress bars and MPS recycling (``mps_recycle_mb``) are off on the workers: a dask worker is a
+        daemonic process, which may not start the fresh processes recycling needs.
     allow_pickle : accept pickle weights (None: as :func:`~emovec_store.engine.load.pickle_weights_allowed`
         is set here).
 
@@ -246,7 +244,7 @@ def extract_on_cluster(model: str, stimuli: pd.DataFrame, store: str | Path, sch
                 raise
             except Exception as exc:
                 raise ShardFailedError(f"every shard of {store_path!r} succeeded, but finalizing it on a worker "
-                                       f"failed: {_one_line(exc)}") from None
+                                       f"failed: {one_line(exc)}") from None
     if not result.finalized:
         raise IncompleteStoreError(f"all {shards} shards of {store_path!r} succeeded, yet it is not complete; "
                                    f"`emovec store finalize {store_path}` says which batches are missing")

@@ -2,7 +2,8 @@
 
 This module orchestrates: check the request, load the model, prepare each readout, set up the
 store under the setup lock, write the readouts (:mod:`.readout_job`), finalize when every batch of
-every shard is done.
+every shard is done. With MPS recycling (:mod:`.recycle`) the same runs in child processes, one after
+the other, each resuming where the one before stopped, and their results are merged.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from ..progress import held_lock, remove_lock_dir
 from ..store import create
 from ..store import open as open_store
 from . import device as device_policy
+from . import recycle
 from .blocks import find_blocks, hidden_size_of, n_layers_of
-from .load import load
+from .load import load, pickle_weights_allowed, pickle_weights_are_allowed
 from .options import ExtractOptions, parse_shard
 from .readout_job import ReadoutJob, ReadoutResult, Target, select_stimuli
+from .recycle import MemoryWatch
 from .resolve import resolve
 from .runner import BatchRunner
 
@@ -39,7 +42,12 @@ LAYER_CONVENTION = ("hidden_states index: 0 = input of decoder block 0 (embeddin
 
 @dataclass
 class ExtractionResult:
-    """The outcome of :func:`extract` (``--json`` prints it)."""
+    """The outcome of :func:`extract` (``--json`` prints it).
+
+    When MPS recycling ran it in several processes (``processes``), :meth:`merged` sums what adds up
+    (each readout's batches and tokens written and seconds, and ``load_seconds``: every process loads
+    the model), keeps the largest ``peak_rss_mb`` (each process's own peak) and takes the rest from
+    the last process (``finalized``; store, model, layers, skips and threads are the same in each)."""
 
     store: str
     model: str
@@ -50,9 +58,36 @@ class ExtractionResult:
     load_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     threads: int | None = None  # torch CPU threads (None off CPU)
+    processes: int = 1          # processes that ran it (more than 1 when MPS recycling restarted it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractionResult:
+        """The result :meth:`to_dict` gave (as a child process sends it back)."""
+        return cls(**{**data, "readouts": [ReadoutResult(**r) for r in data["readouts"]]})
+
+    @classmethod
+    def merged(cls, parts: list[ExtractionResult]) -> ExtractionResult:
+        """One result for an extraction that ran as ``parts``, one per process, in order (see the class)."""
+        readouts: dict[str, ReadoutResult] = {}
+        for part in parts:
+            for r in part.readouts:
+                readouts[r.readout] = _added(readouts[r.readout], r) if r.readout in readouts else r
+        last = parts[-1]
+        return dataclasses.replace(last, readouts=list(readouts.values()),
+                                   load_seconds=sum(p.load_seconds for p in parts),
+                                   peak_rss_mb=max(p.peak_rss_mb for p in parts),
+                                   processes=sum(p.processes for p in parts))
+
+
+def _added(before: ReadoutResult, after: ReadoutResult) -> ReadoutResult:
+    """One readout's results of two processes, the second continuing the first."""
+    tokens, seconds = before.tokens_written + after.tokens_written, before.seconds + after.seconds
+    return dataclasses.replace(after, batches_written=before.batches_written + after.batches_written,
+                               tokens_written=tokens, seconds=seconds,
+                               tokens_per_s=tokens / seconds if seconds > 0 else 0.0)
 
 
 def check_stimuli(stimuli: pd.DataFrame) -> None:
@@ -88,11 +123,21 @@ def extract(model: str, stimuli: pd.DataFrame, store: str | Path, options: Extra
 
     On macOS the MPS allocator limits and CPU fallback are set first (environment variables that
     torch reads when it loads), so call this before anything imports torch to get them.
+
+    On MPS the extraction runs in fresh processes, one after another, each stopping once the Metal
+    driver's memory passes ``mps_recycle_mb`` (:mod:`.recycle`; docs/hardware.md): a script that calls
+    this must do so under ``if __name__ == "__main__":``, because each of them imports the script
+    again (otherwise an :class:`InputError` says so), or pass ``mps_recycle_mb=0``. Not when models are
+    kept (:func:`~emovec_store.engine.load.models_kept`) or this process is daemonic.
     """
+    recycle.refuse_unguarded_main()
     store_path = Path(store)
     try:
         opts = dataclasses.replace(options or ExtractOptions(), **overrides)
-        return _extract(model, stimuli, store_path, opts)
+        device_policy.set_mps_environment()  # before torch loads: nothing above imports it
+        if recycle.recycling(opts.mps_recycle_mb, device_policy.resolve_device(opts.device)):
+            return _extract_recycled(model, stimuli, store_path, opts)
+        return _extract(model, stimuli, store_path, opts)[0]
     except KeyboardInterrupt:
         raise Interrupted(_saved_so_far(store_path)) from None
     finally:
@@ -119,7 +164,30 @@ def _saved_so_far(store_path: Path) -> str:
             "run the same command again to resume")
 
 
-def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: ExtractOptions) -> ExtractionResult:
+def _extract_recycled(model: str, stimuli: pd.DataFrame, store_path: Path,
+                      options: ExtractOptions) -> ExtractionResult:
+    """The extraction in fresh processes, each going on where the one before stopped, until one ends it."""
+    parts: list[ExtractionResult] = []
+    while True:
+        out = recycle.in_fresh_process(_segment, model, stimuli, str(store_path), options,
+                                       pickle_weights_are_allowed())
+        parts.append(ExtractionResult.from_dict(out["result"]))
+        if not out["recycle"]:
+            return ExtractionResult.merged(parts)
+
+
+def _segment(model: str, stimuli: pd.DataFrame, store: str, options: ExtractOptions,
+             allow_pickle: bool) -> dict[str, Any]:
+    """A child process's part of a recycled extraction: its result, and whether it stopped for memory."""
+    with pickle_weights_allowed(allow_pickle):
+        result, stopped = _extract(model, stimuli, Path(store), options, watch_memory=True)
+    return {"result": result.to_dict(), "recycle": stopped}
+
+
+def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: ExtractOptions, *,
+             watch_memory: bool = False) -> tuple[ExtractionResult, bool]:
+    """The extraction in this process; with ``watch_memory``, it stops once the driver's memory passes the
+    recycling threshold (True in the second place), its finished batches flushed."""
     device_policy.set_mps_environment()  # before torch loads: nothing above imports it
     started = time.monotonic()
     check_stimuli(stimuli)
@@ -145,6 +213,7 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
     result = ExtractionResult(str(store_path), slug, layer_list, load_seconds=time.monotonic() - started,
                               threads=plan.threads)
     runner = BatchRunner(loaded, layer_list, plan)
+    watch = MemoryWatch.start(options.mps_recycle_mb, plan.device) if watch_memory else None  # the model loaded
     jobs: list[ReadoutJob] = []
     for spec in options.specs:
         rows = select_stimuli(stimuli, spec)
@@ -161,7 +230,7 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
     setup_lock = layout.lock_dir(store_path) / "setup.lock"
     with held_lock(setup_lock):  # serialises setup and finalize across shards of one store
         st = create(store_path, stimuli, store_text=options.store_text)
-        target = Target(st, slug, layer_list, hidden, runner, options)
+        target = Target(st, slug, layer_list, hidden, runner, options, watch)
         # Every check against what the store already holds runs before anything is written.
         model_exists = slug in st.models
         if model_exists:
@@ -173,11 +242,15 @@ def _extract(model: str, stimuli: pd.DataFrame, store_path: Path, options: Extra
             st.add_model(slug, provenance, identity=loaded.identity)
         for job in new:
             job.plan_group(target)
+    stopped = False
     for job in jobs:
         result.readouts.append(job.write(target))
-    result.finalized = finalize_if_done(store_path)
+        stopped = watch is not None and watch.tripped_mb is not None
+        if stopped:
+            break
+    result.finalized = not stopped and finalize_if_done(store_path)
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+    return result, stopped
 
 
 def finalize_if_done(store_path: Path) -> bool:

@@ -235,6 +235,11 @@ def models_kept(cache: dict[tuple[Any, ...], LoadedModel]) -> Iterator[None]:
         _KEPT.reset(token)
 
 
+def models_are_kept() -> bool:
+    """Whether :func:`load` keeps models here (inside :func:`models_kept`)."""
+    return _KEPT.get() is not None
+
+
 def _pickle_weights(directory: Path) -> list[str]:
     """The pickle weight files of a model directory that has no safetensors weights (else empty)."""
     if any(directory.glob("*.safetensors")):

@@ -48,6 +48,9 @@ class ExtractOptions:
         most this much work.
     threads : torch threads on CPU (default ``$EMOVEC_THREADS``, else ``$OMP_NUM_THREADS``, else
         one per core this process may use).
+    mps_recycle_mb : Apple MPS: when the Metal driver's memory passes this many MB after a batch, the
+        batches so far are flushed and a fresh process continues from the store's done flags (None:
+        80% of the GPU's recommended working set; 0: never; docs/hardware.md). Off on other devices.
     trust_remote_code : allow model code from the model's repository.
     store_text : also store the stimulus texts.
     progress : show a progress bar.
@@ -64,6 +67,7 @@ class ExtractOptions:
     chunk_rows: int | None = None
     sync_interval: float = 1.0
     threads: int | None = None
+    mps_recycle_mb: float | None = None
     trust_remote_code: bool = False
     store_text: bool = False
     progress: bool = True
@@ -84,7 +88,7 @@ class ExtractOptions:
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise InputError(f"shard (k, n) needs 0 <= k < n, got {shard}", field="shard")
         for name, low in (("batch_tokens", 1), ("max_length", 1), ("chunk_rows", 1), ("sync_interval", 0),
-                          ("threads", 1)):
+                          ("threads", 1), ("mps_recycle_mb", 0)):
             _at_least(getattr(self, name), low, name)
         for name, value in (("pooling", pooling), ("specs", specs), ("dtype", dtype), ("storage_dtype", storage),
                             ("shard", shard)):

@@ -20,6 +20,7 @@ from .load import LoadedModel
 from .options import ExtractOptions
 from .plan import format_and_tokenize, plan_batches
 from .readouts import ReadoutSpec
+from .recycle import MemoryWatch
 from .runner import BatchRunner
 
 
@@ -50,6 +51,7 @@ class Target:
     hidden: int
     runner: BatchRunner
     options: ExtractOptions
+    watch: MemoryWatch | None = None  # MPS recycling: stop after the batch that passes its threshold
 
     @property
     def plan(self) -> device_policy.DevicePlan:
@@ -141,7 +143,9 @@ class ReadoutJob:
             attrs={**self.attrs, "batch_tokens": options.batch_tokens, "storage_dtype_rule": rule})
 
     def write(self, target: Target) -> ReadoutResult:
-        """Run and write every pending batch of this process's shard."""
+        """Run and write every pending batch of this process's shard, or stop after the batch when the
+        target's memory watch passes its threshold (not after the readout's last batch: the next readout
+        reads it again after its first)."""
         st, slug, spec, by_id = target.store, target.model, self.spec, self.by_id
         options, plan = target.options, target.plan
         planned = st.dataset_ids(slug, spec.name)
@@ -179,6 +183,8 @@ class ReadoutJob:
                         if not (screened and i == 0):
                             bar.update(stop - start)
                         bar.set_postfix_str(f"{rate.rate(time.monotonic()):,.0f} tok/s")
+                    if target.watch is not None and i + 1 < len(pending) and target.watch.over():
+                        break
             finally:
                 if bar is not None:
                     bar.close()
