@@ -8,6 +8,7 @@ before its done flag, so every run dies at the same point — mid-write — howe
     python -m tests.faults N emovec ARGS...           # run the emovec CLI, die during the N-th batch write
     python -m tests.faults --sigint N emovec ARGS...  # Ctrl-C (SIGINT) just before the N-th batch write
     python -m tests.faults --create N emovec ARGS...  # die after the N-th array of a new store is written
+    python -m tests.faults --finalize N emovec ARGS...  # die at the N-th step of finalize (1..FINALIZE_STEPS)
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def interrupt_before_write(n: int) -> None:
 
 def kill_during_create(n: int) -> None:
     """Patch store creation so that the process SIGKILLs itself once the ``n``-th string array of a new
-    store's stimulus and emotion tables is written (1-based): the store is half made."""
+    store's stimulus and emotion tables is written (1-based): the store is half made. Counting goes on
+    into the string arrays of each readout's table as the readouts are planned."""
     import emovec_store.schema as schema
 
     original = schema.write_strings
@@ -73,18 +75,58 @@ def kill_during_create(n: int) -> None:
     schema.write_strings = write
 
 
+#: The step boundaries of finalize that :func:`kill_during_finalize` can stop at.
+FINALIZE_STEPS = 4
+
+
+def kill_during_finalize(n: int) -> None:
+    """Patch finalize so that the process SIGKILLs itself at the ``n``-th step boundary (1-based) of
+    sealing a store: 1 every flag checked and the per-layer max |x| recorded, but no manifest; 2 the
+    manifest written; 3 the consolidated metadata written, ``complete`` not yet set; 4 ``complete`` set
+    (the lock folder not yet removed)."""
+    import zarr
+
+    import emovec_store.finalize as finalize
+
+    seal, write_manifest, consolidate = finalize.seal, finalize.write_manifest, zarr.consolidate_metadata
+    reached = 0
+
+    def boundary() -> None:
+        nonlocal reached
+        reached += 1
+        if reached == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def manifest_step(*args: Any, **kwargs: Any) -> None:
+        boundary()
+        write_manifest(*args, **kwargs)
+        boundary()
+
+    def consolidate_step(*args: Any, **kwargs: Any) -> Any:
+        out = consolidate(*args, **kwargs)
+        boundary()
+        return out
+
+    def sealing(*args: Any, **kwargs: Any) -> None:
+        finalize.write_manifest = manifest_step  # patched when sealing starts: no earlier call is a step
+        zarr.consolidate_metadata = consolidate_step
+        seal(*args, **kwargs)
+        boundary()
+
+    finalize.seal = sealing
+
+
+FAULTS = {"--sigint": interrupt_before_write, "--create": kill_during_create, "--finalize": kill_during_finalize}
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[0] == "--sigint":
-        interrupt_before_write(int(args[1]))
-        args = args[1:]
-    elif args[0] == "--create":
-        kill_during_create(int(args[1]))
+    if args[0] in FAULTS:
+        FAULTS[args[0]](int(args[1]))
         args = args[1:]
     else:
         kill_during_write(int(args[0]))
     if args[1] != "emovec":
-        raise SystemExit("usage: python -m tests.faults [--sigint] N emovec ARGS...")
+        raise SystemExit("usage: python -m tests.faults [--sigint | --create | --finalize] N emovec ARGS...")
     from emovec.cli.main import cli
 
     cli(args[2:])

@@ -36,3 +36,18 @@ def test_the_probe_calibration_benchmark_runs_at_toy_size() -> None:
                           capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     assert "full refit" in done.stdout and "covers chance" in done.stdout
+
+
+def test_the_fault_injection_benchmark_runs_two_trials(tmp_path: Path) -> None:
+    script = SCRIPT.with_name("fault_injection.py")
+    out = tmp_path / "faults.json"
+    done = subprocess.run([sys.executable, str(script), "--trials", "2", "--stimuli", "12", "--json", str(out)],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    create, finalize = result["trials"]
+    # the kills come from hooks at chosen points, so where they land does not depend on machine speed
+    assert (create["kind"], create["phase_hit"]) == ("create", "creating")
+    assert finalize["kind"] == "finalize" and finalize["phase_hit"].startswith("finalize")
+    assert all(t["identical"] and t["reruns"] == 1 for t in result["trials"])
+    assert "2/2 identical" in done.stdout and "| 2 | finalize step" in done.stdout
