@@ -7,6 +7,7 @@ reaches the test folds); results say when this basis was used.
 """
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import compute as dask_compute
@@ -20,8 +21,10 @@ def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
     """Each layer's rows projected onto its top ``k`` principal components (covariance from one pass).
 
     Returns dims ``(layer, stimulus, hidden)`` with ``hidden`` = the ``k`` component scores (so every
-    analysis taking pooled arrays accepts it) and the stimulus coordinates of ``pooled``; float64.
-    Memory: ``hidden²`` for the covariance plus ``stimulus × k`` per layer.
+    analysis taking pooled arrays accepts it) and the stimulus coordinates of ``pooled``; float64,
+    **lazy** (dask): the components of every layer are fitted here (one streamed pass per layer), the
+    scores of a layer are computed from the store when that layer is read. Memory: ``hidden²`` for the
+    covariance here; ``stimulus × k`` for one layer of scores when a consumer reads it.
     """
     check_pooled(pooled, need=())
     hidden = pooled.sizes["hidden"]
@@ -30,7 +33,7 @@ def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
     layers = []
     for layer in pooled["layer"].values:
         x = pooled.sel(layer=layer).transpose("stimulus", "hidden").data
-        x = x.astype(np.float64) if hasattr(x, "dask") else np.asarray(x, dtype=np.float64)
+        x = (x if isinstance(x, da.Array) else da.from_array(np.asarray(x))).astype(np.float64)  # type: ignore[no-untyped-call]
         n = x.shape[0]
         total, gram = dask_compute(x.sum(axis=0), x.T @ x)  # type: ignore[no-untyped-call]
         mean = np.asarray(total) / n
@@ -38,8 +41,7 @@ def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
         _, vecs = np.linalg.eigh(cov)
         top = vecs[:, ::-1][:, :k]
         top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])  # deterministic signs
-        scores = (x - mean) @ top
-        layers.append(np.asarray(dask_compute(scores)[0]))  # type: ignore[no-untyped-call]
+        layers.append((x - mean) @ top)
     coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
-    return xr.DataArray(np.stack(layers), dims=("layer", "stimulus", "hidden"),
+    return xr.DataArray(da.stack(layers), dims=("layer", "stimulus", "hidden"),  # type: ignore[no-untyped-call]
                         coords={"layer": pooled["layer"].values, **coords})

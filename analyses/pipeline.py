@@ -28,7 +28,7 @@ from emovec_store.layout import parse_layers
 from . import geometry, implicit, layers, probes
 from ._common import as_labels
 from .basis import top_pc_basis
-from .budget import DEFAULT_LAYER_BUDGET_MB, layer_megabytes
+from .budget import DEFAULT_LAYER_BUDGET_MB, basis_size, layer_megabytes, return_freed_memory
 from .source import (
     STORY_KINDS,
     ReadoutData,
@@ -67,8 +67,10 @@ class AnalyzeOptions:
     sidecar : where derived results go for stores that cannot be written.
     norms : a TSV of human norms (word, valence, arousal[, dominance]) replacing the store's norms for
         the emotions it rates (for imported corpora that carry none).
-    layer_budget_mb : when one layer of the stories (stimulus × hidden, float64) is larger, the probes run
-        on the top ``basis_components`` principal components of each layer (:mod:`.basis`), and say so.
+    layer_budget_mb : when one layer of the stories (stimulus × hidden, float64) is larger, geometry streams
+        it by stored chunk (:mod:`.budget`) and the probes run on the top ``basis_components`` principal
+        components of each layer (:mod:`.basis`), fewer if ``stories × k × 8`` bytes would exceed the
+        budget, and say so.
     layer_block : layers analysed together by the per-layer families (vectors, geometry, implicit,
         intensity; their outputs are written block by block), so that memory does not grow with the
         number of layers. The results do not depend on it (every statistic is per layer and its
@@ -144,9 +146,11 @@ def analyze(store: str | Path | Store, options: AnalyzeOptions | None = None, *,
     ``progress`` is called with the name of each step as it starts (``STEPS``, per model).
     Analyses that cannot run (no neutral texts, no norms, no texts for the text baseline, no
     implicit scenarios, model not available for the lens) are listed under ``skipped`` with the
-    reason; they never fail the run.
+    reason; they never fail the run. On glibc it sets the process's malloc trim threshold
+    (:func:`.budget.return_freed_memory`) so that freed chunk buffers leave the resident set.
     """
     options = options or AnalyzeOptions()
+    return_freed_memory()
     st = open_store(store)
     models = list(options.models) if options.models else st.models
     unknown = [m for m in models if m not in st.models]
@@ -256,11 +260,15 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     with clock.step("probes"):
         probe_rows, basis_note = stories, None
         if layer_megabytes(stories) > options.layer_budget_mb:
-            k = min(options.basis_components, stories.sizes["hidden"], stories.sizes["stimulus"])
+            n_rows = stories.sizes["stimulus"]
+            wanted = min(options.basis_components, stories.sizes["hidden"], n_rows)
+            k = basis_size(n_rows, options.layer_budget_mb, wanted)
             probe_rows, components = top_pc_basis(stories, k), None
-            basis_note = (f"one layer is {layer_megabytes(stories):.0f} MB (> {options.layer_budget_mb:.0f} MB): "
+            limited = (f"; {wanted} asked for, {k} fit the budget ({n_rows} stories × {k} × 8 bytes)"
+                       if k < wanted else "")
+            basis_note = (f"one layer is {layer_megabytes(stories):.0f} MB (> {options.layer_budget_mb:g} MB): "
                           f"probes ran on each layer's top {k} principal components from one streamed pass "
-                          "(unsupervised; neutral components not projected out)")
+                          f"(unsupervised; neutral components not projected out){limited}")
         probe = probes.run_probes(probe_rows, texts, neutral_components=components, categories=categories,
                                   n_permutations=options.n_permutations, n_bootstrap=options.n_bootstrap,
                                   seed=seeds[1], default_layer=default)

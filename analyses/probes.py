@@ -305,7 +305,7 @@ def _draw(topics: np.ndarray, n_bootstrap: int, n_permutations: int, seed: int |
     drawn = bootstrap_indices(n_topics, n_bootstrap, rng)
     weights = np.zeros((n_bootstrap, n_topics))
     np.add.at(weights, (np.repeat(np.arange(n_bootstrap), n_topics), drawn.ravel()), 1.0)
-    perms = np.empty((n_permutations, topic.size), dtype=np.int64)
+    perms = np.empty((n_permutations, topic.size), dtype=np.int32 if topic.size < 2**31 else np.int64)  # 4 B/row
     for t in range(n_topics):
         rows = np.flatnonzero(topic == t)
         perms[:, rows] = rng.permuted(np.tile(rows, (n_permutations, 1)), axis=1)

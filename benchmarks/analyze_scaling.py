@@ -164,7 +164,7 @@ def _reset_hwm() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int) -> None:
+def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int, layer_budget_mb: float | None) -> None:
     """Run ``analyze`` on ``store``; write per-step peak RSS and timings to ``result`` (JSON)."""
     t0 = time.perf_counter()
     peaks: dict[str, float] = {}
@@ -180,7 +180,8 @@ def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int) -> 
 
     from emovec.analyses.pipeline import AnalyzeOptions, analyze
 
-    options = AnalyzeOptions(n_permutations=n_permutations, n_bootstrap=n_bootstrap, lens=False)
+    budget = {} if layer_budget_mb is None else {"layer_budget_mb": layer_budget_mb}
+    options = AnalyzeOptions(n_permutations=n_permutations, n_bootstrap=n_bootstrap, lens=False, **budget)
     out = analyze(store, options, progress=progress)
     peaks[current[0]] = max(peaks.get(current[0], 0.0), _status_mib("VmHWM"))
     res = out["models"]["bench"]
@@ -189,12 +190,15 @@ def worker(store: Path, result: Path, n_permutations: int, n_bootstrap: int) -> 
                                   "layers": len(res["layers"])}))
 
 
-def measure(store: Path, n_permutations: int, n_bootstrap: int, timeout_s: float) -> dict[str, Any]:
+def measure(store: Path, n_permutations: int, n_bootstrap: int, layer_budget_mb: float | None,
+            timeout_s: float) -> dict[str, Any]:
     """One analysis in a fresh interpreter (so no earlier run's memory is counted)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(store), "--result", str(result),
                "--permutations", str(n_permutations), "--bootstrap", str(n_bootstrap)]
+        if layer_budget_mb is not None:
+            cmd += ["--layer-budget-mb", str(layer_budget_mb)]
         subprocess.run(cmd, check=True, timeout=timeout_s)
         return dict(json.loads(result.read_text()))
 
@@ -220,7 +224,7 @@ def run_series(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             n_rows = build_store(path, size, table)
             build_s = time.perf_counter() - t0
-            m = measure(path, args.permutations, args.bootstrap, args.timeout)
+            m = measure(path, args.permutations, args.bootstrap, args.layer_budget_mb, args.timeout)
             shutil.rmtree(path)
             rows.append({**asdict(size), "n_rows": n_rows, "n_stories": m["n_stories"],
                          "activation_mib": size.activation_bytes(n_rows) / 2**20, "build_s": build_s, **m})
@@ -230,7 +234,8 @@ def run_series(args: argparse.Namespace) -> dict[str, Any]:
     peaks = [max(r["peak_rss_mib"].values()) for r in rows]
     return {"grow": args.grow, "command": " ".join(["python", "benchmarks/analyze_scaling.py", *sys.argv[1:]]),
             "memory_limit_mib": args.memory_limit_mib, "n_permutations": args.permutations,
-            "n_bootstrap": args.bootstrap, "tolerance": TOLERANCE, "runs": rows,
+            "n_bootstrap": args.bootstrap, "layer_budget_mb": args.layer_budget_mb, "tolerance": TOLERANCE,
+            "runs": rows,
             "peak_ratio_to_1x": [p / peaks[0] for p in peaks],
             "flat": all(abs(p / peaks[0] - 1) <= TOLERANCE for p in peaks),
             "within_limit": all(p <= args.memory_limit_mib for p in peaks),
@@ -274,6 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--permutations", type=int, default=99)
     p.add_argument("--bootstrap", type=int, default=99)
     p.add_argument("--memory-limit-mib", type=int, default=600)
+    p.add_argument("--layer-budget-mb", type=float, default=None,
+                   help="analyze's per-layer budget, MB of one float64 layer of stories "
+                        "(AnalyzeOptions.layer_budget_mb; default: analyze's own, 512)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per analysis before giving up")
     p.add_argument("--workdir", default=None, help="where the stores are built (default: the system temp dir)")
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/out/analyze_scaling[-GROW].json)")
@@ -290,7 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
-        worker(Path(args.worker), Path(args.result), args.permutations, args.bootstrap)
+        worker(Path(args.worker), Path(args.result), args.permutations, args.bootstrap, args.layer_budget_mb)
         return
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("per-step peak RSS needs Linux (/proc/self/clear_refs)")

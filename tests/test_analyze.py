@@ -222,6 +222,18 @@ def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(
     assert _at(res, ("probes", "probe"), res["layers"][-1])["value"] > 0.8
 
 
+def test_a_reduced_basis_has_as_many_components_as_fit_the_budget(tmp_path: Path) -> None:
+    """stories × k × 8 bytes ≤ the budget: k shrinks as stories grow, so the probe's layer stays bounded."""
+    make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
+    n = analyze(tmp_path / "s.zarr", AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False,
+                                                   layer_budget_mb=0.01))["models"]["m"]["n"]["stories"]
+    budget_mb = n * 5 * 8 / 1e6  # room for exactly 5 components
+    options = AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False,
+                             layer_budget_mb=budget_mb, basis_components=8)
+    reduction = analyze(tmp_path / "s.zarr", options)["models"]["m"]["probes"]["reduction"]
+    assert "top 5 principal components" in reduction and "8 asked for, 5 fit the budget" in reduction
+
+
 def test_an_intensity_set_that_cannot_be_scored_is_skipped_with_its_reason(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A --limit sample can leave every intensity template with fewer than 3 levels: the run goes on."""
