@@ -72,7 +72,7 @@ def compare(stores: tuple[str, ...], permutations: int, bootstrap: int, transfer
                 la, lb = pooled[i]["layer"].values, pooled[j]["layer"].values
                 cka_rows += [{"model_a": label[i], "model_b": label[j], "layer_a": int(a), "layer_b": int(b),
                               "cka": float(matrix[x, y])} for x, a in enumerate(la) for y, b in enumerate(lb)]
-                panels.append((f"{label[i]} vs {label[j]}", matrix, [int(x) for x in la], [int(x) for x in lb]))
+                panels.append((f"{label[i]} (a) vs {label[j]} (b)", matrix, [int(x) for x in la], [int(x) for x in lb]))
                 click.echo(f"{label[i]} vs {label[j]}: rsa r {res.r:+.3f} (p {res.p:.3f}, {res.n_emotions} "
                            f"emotions); max CKA {float(matrix.max()):.3f} on {len(stimuli)} shared stimuli")
     else:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .plots import MARKERS, OKABE_ITO, _band, _legend, _mark_layer, png
 
@@ -21,6 +22,8 @@ def cka_heatmap_png(panels: Sequence[tuple[str, np.ndarray, Sequence[int], Seque
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("layer (b)")
         ax.set_ylabel("layer (a)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, label="linear CKA")
     return png(fig)
 
