@@ -15,8 +15,9 @@ Trial kinds take turns, so the kill points cover every phase by construction (ho
 - ``write``    dies in the middle of the n-th batch write (torn chunk bytes, no flag)
 - ``setup``    dies after the n-th string array of the readouts' tables (the store exists, readouts half
   planned; the same hook, counting on past the store's own tables)
-- ``timed``    a SIGKILL from outside after a delay drawn from a phase's time window, as the reference
-  run's store was seen to pass through them (so where it lands depends on the machine; the table says)
+- ``timed``    a SIGKILL from outside, a random delay after the run's store is first seen in the phase
+  aimed at (creating, writing, finalize in turn), drawn up to how long the reference run's store was
+  seen in that phase (so where it lands depends on the machine; the table says)
 
 The phase each kill hit is read from what the killed store holds, not assumed from the kind.
 
@@ -72,7 +73,7 @@ class Reference:
     flags: int
     create_strings: int
     setup_strings: int
-    windows: dict[str, tuple[float, float]]
+    windows: dict[str, float]
     wall_s: float
 
 
@@ -195,31 +196,34 @@ def run_reference(model: Path, store: Path, stimuli: int, workdir: Path) -> Refe
     """The uninterrupted run, its store polled for the times it passes from phase to phase."""
     seen: list[tuple[float, Seen]] = []
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_args(model, store, stimuli)],
-                            env=child_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and time.monotonic() - start < HANG_GUARD_S:
-        seen.append((time.monotonic() - start, look(store)))
-        time.sleep(POLL_S)
-    _, err = proc.communicate(timeout=HANG_GUARD_S)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"the reference extraction failed ({proc.returncode}): {err.strip()[-500:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_args(model, store, stimuli)],
+                                env=child_env(workdir), stdout=subprocess.DEVNULL, stderr=err, text=True)
+        while proc.poll() is None and time.monotonic() - start < HANG_GUARD_S:
+            seen.append((time.monotonic() - start, look(store)))
+            time.sleep(POLL_S)
+        proc.wait(timeout=HANG_GUARD_S)
+        wall = time.monotonic() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"the reference extraction failed ({proc.returncode}): {err.read().strip()[-500:]}")
     readouts, flags = len(readout_dirs(store)), done_flags(store)
     levels = [(t, coarse(phase_hit(s, readouts, flags))) for t, s in seen]
     windows = {}
-    for aim in TIMED_AIMS:
+    for aim in TIMED_AIMS:  # how long the store was seen in each phase, from the first poll that saw it there
         level = PHASES.index(aim)
-        lo = max((t for t, c in levels if c < level), default=0.0)
-        hi = min((t for t, c in levels if c > level and t >= lo), default=wall)
-        windows[aim] = (lo, hi)
+        first = min((t for t, c in levels if c >= level), default=wall)
+        windows[aim] = max(0.0, min((t for t, c in levels if c > level), default=wall) - first)
     return Reference(*digests(store), readouts, flags,
                      string_arrays(store, ("stimuli", layout.EMOTIONS_GROUP)), string_arrays(store, ("models/",)),
                      windows, wall)
 
 
-def kill_plan(kind: str, turn: int, ref: Reference, rng: np.random.Generator) -> tuple[list[str], float | None, str]:
-    """The command prefix (a hook of tests/faults.py) or the delay of a timed kill, and how to name it;
-    ``turn`` counts the trials of this kind before (timed kills aim at each phase in turn)."""
+def kill_plan(kind: str, turn: int, ref: Reference,
+              rng: np.random.Generator) -> tuple[list[str], tuple[int, float] | None, str]:
+    """The command prefix (a hook of tests/faults.py) or a timed kill (the phase to wait for, the delay
+    after it is seen), and how to name it; ``turn`` counts the trials of this kind before (timed kills
+    aim at each phase in turn)."""
     faults = [sys.executable, "-m", "tests.faults"]
     if kind == "create":
         n = int(rng.integers(1, ref.create_strings + 1))
@@ -235,27 +239,43 @@ def kill_plan(kind: str, turn: int, ref: Reference, rng: np.random.Generator) ->
         n = int(rng.integers(1, FINALIZE_STEPS + 1))
         return [*faults, "--finalize", str(n), "emovec"], None, f"finalize step {n}/{FINALIZE_STEPS}"
     aim = TIMED_AIMS[turn % len(TIMED_AIMS)]
-    lo, hi = ref.windows[aim]
-    delay = float(rng.uniform(lo, hi))
-    return [sys.executable, "-m", "emovec.cli"], delay, f"timed {delay:.2f} s ({aim} window {lo:.2f}-{hi:.2f} s)"
+    delay = float(rng.uniform(0.0, ref.windows[aim]))
+    return ([sys.executable, "-m", "emovec.cli"], (PHASES.index(aim), delay),
+            f"timed: {delay:.2f} s after {aim} seen (of {ref.windows[aim]:.2f} s)")
 
 
-def killed_run(prefix: list[str], delay: float | None, args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Run the CLI until it is SIGKILLed: the seconds it ran, and '' if it was killed, else what it did."""
+def killed_run(prefix: list[str], timed: tuple[int, float] | None, args: list[str], env: dict[str, str],
+               store: Path, ref: Reference) -> tuple[float, str]:
+    """Run the CLI until it is SIGKILLed, by a hook or (``timed``) once the store has been seen in that
+    phase for that long: the seconds it ran, and '' if it was killed, else what it did."""
     start = time.monotonic()
-    proc = subprocess.Popen([*prefix, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(timeout=delay if delay is not None else HANG_GUARD_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # only the process this script started, by its own handle
-    _, err = proc.communicate(timeout=HANG_GUARD_S)
-    elapsed = time.monotonic() - start
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen([*prefix, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                text=True)
+        anchor = None
+        while proc.poll() is None and time.monotonic() - start < HANG_GUARD_S:
+            now = time.monotonic()
+            if timed is not None and anchor is None and coarse(phase_hit(look(store), ref.readouts,
+                                                                         ref.flags)) >= timed[0]:
+                anchor = now
+            if anchor is not None and timed is not None and now - anchor >= timed[1]:
+                proc.kill()  # only the process this script started, by its own handle
+                break
+            time.sleep(POLL_S)
+        else:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                return time.monotonic() - start, f"hung: still running after {HANG_GUARD_S} s"
+        proc.wait(timeout=HANG_GUARD_S)
+        elapsed = time.monotonic() - start
+        err.seek(0)
+        message = last_line(err.read())
     if proc.returncode == -signal.SIGKILL:
         return elapsed, ""
     if proc.returncode == 0:
         return elapsed, NOT_KILLED
-    return elapsed, f"the run to be killed failed first (exit {proc.returncode}): {last_line(err)}"
+    return elapsed, f"the run to be killed failed first (exit {proc.returncode}): {message}"
 
 
 def last_line(text: str) -> str:
@@ -295,8 +315,8 @@ def run_trial(index: int, kind: str, model: Path, ref: Reference, stimuli: int, 
               rng: np.random.Generator) -> Trial:
     store = workdir / f"trial-{index:02d}.zarr"
     env, args = child_env(workdir), extract_args(model, store, stimuli)
-    prefix, delay, point = kill_plan(kind, (index - 1) // len(KINDS), ref, rng)
-    elapsed, error = killed_run(prefix, delay, args, env)
+    prefix, timed, point = kill_plan(kind, (index - 1) // len(KINDS), ref, rng)
+    elapsed, error = killed_run(prefix, timed, args, env, store, ref)
     phase = phase_hit(look(store), ref.readouts, ref.flags)
     reruns = 0
     if error == NOT_KILLED:
@@ -341,9 +361,9 @@ def main() -> int:
     try:
         model = build_model("llama", workdir / "tiny-llama")
         ref = run_reference(model, workdir / "reference.zarr", args.stimuli, workdir)
-        windows = ", ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in ref.windows.items())
+        windows = ", ".join(f"{k} {length:.2f}" for k, length in ref.windows.items())
         print(f"# reference: {args.stimuli} stimuli, {ref.readouts} readouts, {ref.flags} batches, {len(ref.chunks)} "
-              f"chunk files, {len(ref.metadata)} metadata documents, {ref.wall_s:.1f} s; phase windows (s): {windows}",
+              f"chunk files, {len(ref.metadata)} metadata documents, {ref.wall_s:.1f} s; seen in phase (s): {windows}",
               flush=True)
         for i in range(args.trials):
             trial = run_trial(i + 1, KINDS[i % len(KINDS)], model, ref, args.stimuli, workdir, rng)
