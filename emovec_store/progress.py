@@ -24,6 +24,7 @@ import zarr
 from emovec.common.files import atomic_path
 
 from .errors import StoreLockedError
+from .fserrors import describe
 from .layout import PROGRESS, chunk_file, lock_dir
 from .nodes import array_at
 
@@ -87,6 +88,8 @@ def lock_file(path: Path, *, blocking: bool = True) -> int | None:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # the folder was removed between mkdir and open
             continue
+        except OSError as exc:  # a read-only or full filesystem, no permission: one line, not a traceback
+            raise describe(exc, "taking a lock in the store's lock folder", path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -403,3 +404,23 @@ def test_limit_spreads_the_sample_over_the_corpus_and_records_it() -> None:
     assert spread_sample(table, None) is table and spread_sample(table, len(table) + 1) is table
     with pytest.raises(InputError, match="at least 1"):
         spread_sample(table, 0)
+
+
+def test_a_lock_folder_that_cannot_be_made_is_one_line_and_leaves_no_store(llama_dir: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only directory: the lock folder beside the store is the first thing extract makes there."""
+    import errno
+
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name.endswith(".locks"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    r = CliRunner().invoke(cli, extract_cmd(llama_dir, tmp_path / "s.zarr", "--limit", "4"))
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 3 and len(lines) == 1 and "Traceback" not in r.output, r.output
+    assert "Read-only file system while taking a lock" in lines[0] and "s.zarr.locks" in lines[0], lines[0]
+    assert not (tmp_path / "s.zarr").exists()
