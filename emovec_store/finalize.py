@@ -218,6 +218,9 @@ def verify(store: StoreFiles | str | os.PathLike[str]) -> list[str]:
         if not same:
             problems.append(f"damaged: {rel}")
     problems += [f"unexpected: {rel}" for rel in sorted(present - set(expected))]
+    if isinstance(tree, ZipTree):  # an export holds no writer's temporary files, so none is skipped there
+        problems += [f"unexpected: {rel} (no export writes this name)" for rel in sorted(tree.files)
+                     if is_litter(rel)]
     return problems
 
 

@@ -214,6 +214,17 @@ def test_a_compressed_zip_entry_is_refused_before_it_is_inflated(zipped: Path, t
         emovec_store.verify(bomb)
 
 
+@pytest.mark.parametrize("entry", ["../escape", "/etc/cron.d/x", ".hidden", f"{POOLED}/c/0/0/0.partial"])
+def test_a_zip_entry_an_export_never_writes_is_unexpected(zipped: Path, tmp_path: Path, entry: str) -> None:
+    """Names that are writers' litter in a store directory ('..', hidden, ``.partial``) are never in an
+    export, so in a zip they are unexpected entries, not skipped (they were: verify said ok)."""
+    planted = tmp_path / "planted.zip"
+    shutil.copyfile(zipped, planted)
+    with zipfile.ZipFile(planted, "a", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(entry, b"x")
+    assert f"unexpected: {entry}" in "\n".join(emovec_store.verify(planted))
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2000), keep=st.integers(min_value=0, max_value=99))
 def test_random_or_cut_bytes_as_a_zip_give_a_store_error(zipped: Path, tmp_path: Path, data: bytes,
