@@ -58,6 +58,7 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
     from emovec.analyses.pipeline import STEPS, AnalyzeOptions
     from emovec.analyses.pipeline import analyze as run_analyze
     from emovec.analyses.scale import scheduler_context
+    from emovec.common.files import require_writable_folder
     from emovec.report import render
 
     options = AnalyzeOptions(models=models or None, readout=readout, layers=layers, n_permutations=n_permutations,
@@ -65,6 +66,8 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
                              baseline=baseline, lens=not no_lens, write=not no_write,  # type: ignore[arg-type]
                              sidecar=sidecar, norms=norms, layer_block=layer_block)
     command = command_line(click.get_current_context())
+    out = Path(out_dir) if out_dir else default_out_dir(store)
+    require_writable_folder(out, "the report folder")
     from tqdm import tqdm
 
     with scheduler_context(scheduler):
@@ -82,7 +85,6 @@ def analyze(store: str, models: tuple[str, ...], readout: str | None, layers: st
         results = run_analyze(store, options, command=command, progress=progress)
         bar.update(bar.total - bar.n)
         bar.close()
-    out = Path(out_dir) if out_dir else default_out_dir(store)
     files = render(results, out)
     if as_json:
         click.echo(json.dumps(results, indent=1))

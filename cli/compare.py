@@ -45,9 +45,11 @@ def compare(stores: tuple[str, ...], permutations: int, bootstrap: int, transfer
     from emovec.analyses import compare as cmp
     from emovec.analyses.source import open_store
     from emovec.analyses.transfer import SERIES, language_transfer, parse_languages
+    from emovec.common.files import require_writable_folder
     from emovec.report.compare_plots import alignment_png, cka_heatmap_png, transfer_png
     from emovec_store.errors import InputError
 
+    require_writable_folder(out_dir, "the compare folder")
     languages = None if no_transfer else parse_languages(transfer_spec)
     pairs = [(st, m) for st in (open_store(s) for s in stores) for m in st.models]
     if not pairs:

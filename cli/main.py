@@ -15,15 +15,20 @@ from typing import Any
 
 import click
 
-from emovec.common.errors import EmovecError, Interrupted
+from emovec.common.errors import EmovecError, Interrupted, StoreError
+
+#: Exit code of a filesystem error no command reported itself (that of store problems).
+FILESYSTEM_EXIT_CODE = StoreError.exit_code
 
 
 class EmovecGroup(click.Group):
     """A click group that prints an :class:`EmovecError` as one line and exits with its code.
 
     Ctrl-C exits 130 with one line: the command's own :class:`Interrupted` message where it has one
-    (``extract`` says what was saved and that rerunning resumes), a generic line otherwise. Set
-    ``EMOVEC_DEBUG=1`` to get the traceback instead.
+    (``extract`` says what was saved and that rerunning resumes), a generic line otherwise. An
+    ``OSError`` no command turned into its own message (an output folder on a read-only filesystem, a
+    full disk, no permission) is one line naming the file, exit 3 like other store and file problems.
+    Set ``EMOVEC_DEBUG=1`` to get the traceback instead.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -36,6 +41,14 @@ class EmovecGroup(click.Group):
             atexit.unregister(_quiet_at_exit)  # once, however many commands fail in this process
             atexit.register(_quiet_at_exit)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a folder or file the command could not read or write: one line, not a traceback
+            if os.environ.get("EMOVEC_DEBUG") == "1":
+                raise
+            if isinstance(exc, BrokenPipeError):  # `emovec … | head`: the reader left; nothing to say
+                sys.exit(1)
+            where = f": {exc.filename!r}" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(FILESYSTEM_EXIT_CODE)
         except KeyboardInterrupt:  # click would print "Aborted!" and exit 1, the integrity-failure code
             if os.environ.get("EMOVEC_DEBUG") == "1":
                 raise

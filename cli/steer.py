@@ -69,6 +69,7 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
     from emovec.analyses import dose_response as dr
     from emovec.analyses.steer import steering_source
     from emovec.analyses.store_model import load_store_model
+    from emovec.common.files import require_writable_folder
     from emovec.report.steer_plots import dose_response_png
 
     settings = dr.SteerSettings(emotions=list(emotions), strengths=dr.parse_strengths(strengths),
@@ -86,6 +87,8 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
         from emovec_store.engine.device import cpu_threads
 
         torch.set_num_threads(cpu_threads(threads)[0])
+    out = Path(out_dir) if out_dir else Path(store.rstrip("/")).with_suffix(".steer")
+    require_writable_folder(out, "the steering folder")
     loaded = load_store_model(source.model_attrs, load_as, device=device)
     from tqdm import tqdm
 
@@ -95,7 +98,6 @@ def steer(store: str, model: str | None, load_as: str | None, emotions: tuple[st
             bar.update(done - bar.n)
         result = dr.run_steering(loaded.model, loaded.tokenizer, source, settings, extra_scorers=extra,
                                  progress=progress)
-    out = Path(out_dir) if out_dir else Path(store.rstrip("/")).with_suffix(".steer")
     out.mkdir(parents=True, exist_ok=True)
     result.cells.to_csv(out / "dose_response.csv", index=False)
     result.slopes.to_csv(out / "slopes.csv", index=False)

@@ -27,12 +27,14 @@ def trace(text: str | None, store: str, text_file: str | None, stimulus: str | N
     from emovec.analyses.source import open_store
     from emovec.analyses.steer import default_layer, pick_model, read_vectors
     from emovec.analyses.store_model import load_store_model
+    from emovec.common.files import require_writable_folder
     from emovec.report.trace_view import trace_heatmap_png, trace_html
     from emovec_store.errors import InputError
 
     given = [x for x in (text, text_file, stimulus) if x]
     if len(given) != 1:
         raise InputError("give exactly one of TEXT, --file or --stimulus")
+    require_writable_folder(out_dir, "the trace folder")
     st = open_store(store)
     slug = pick_model(st, model)
     stored = [int(x) for x in read_vectors(st, slug)["layer"].values]

@@ -86,3 +86,28 @@ def atomic_path(final: str | os.PathLike[str], *, tmp: str | os.PathLike[str] | 
 
 
 __all__ = ["atomic_path", "partial_path"]
+
+
+def require_writable_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """Refuse, before any work, a folder that cannot be made or written: its nearest existing ancestor
+    (itself if it exists) must be a writable directory. ``what`` names it in the one-line
+    :class:`~emovec.common.errors.StoreError` (exit 3), e.g. ``"the report folder"``.
+
+    So that a long analysis or steering run does not end in an error at the last step, when it writes.
+    """
+    from .errors import StoreError
+
+    path = Path(folder).absolute()
+    ancestor = next(p for p in (path, *path.parents) if p.exists())
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        reason = "is on a read-only filesystem" if _read_only(ancestor) else "is not writable"
+        raise StoreError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} {reason}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -455,3 +455,47 @@ def test_a_filesystem_error_while_adding_a_model_or_readout_is_one_line_and_leav
     assert "Read-only file system while adding" in line and where in line, line
     assert not list((tmp_path / "d.zarr").rglob("*.creating"))  # no half-made readout left behind
     assert invoke("demo", "--store", str(tmp_path / "d.zarr")).exit_code == 0  # the filesystem is back
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """analyze, compare and trace check their --out folder first (a read-only filesystem, no
+    permission: os.access says no), instead of failing with a traceback once the work is done."""
+    import os
+
+    store = tmp_path / "d.zarr"
+    assert invoke("demo", "--store", str(store)).exit_code == 0
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    for args in (("analyze", str(store), "--no-lens", "--no-progress", "--no-write", "--out", str(locked / "an")),
+                 ("compare", str(store), "--out", str(locked / "c")),
+                 ("trace", "hello", "--store", str(store), "--out", str(locked / "t"))):
+        line = _one_line_error(invoke(*args))
+        assert f"cannot write the {args[0] if args[0] != 'analyze' else 'report'} folder" in line, line
+        assert "is not writable" in line and str(locked) in line, line
+    assert not list(locked.iterdir())
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert "is a file" in _one_line_error(invoke("compare", str(store), "--out", str(plain / "c")))
+
+
+def test_an_os_error_no_command_reported_is_one_line_naming_the_file(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's net for the class: any OSError left over (here the report's writer on a filesystem
+    that turned read-only mid-run) is one line with the file, exit 3, never a traceback."""
+    import errno
+
+    from emovec import report
+
+    store = tmp_path / "d.zarr"
+    assert invoke("demo", "--store", str(store)).exit_code == 0
+
+    def read_only(results: Any, out: Path) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(out / "results.json"))
+
+    monkeypatch.setattr(report, "render", read_only)
+    line = _one_line_error(invoke("analyze", str(store), "--no-lens", "--no-progress", "--no-write",
+                                  "--out", str(tmp_path / "an")))
+    assert line == f"Error: Read-only file system: {str(tmp_path / 'an' / 'results.json')!r}", line
