@@ -51,3 +51,30 @@ def test_the_fault_injection_benchmark_runs_two_trials(tmp_path: Path) -> None:
     assert finalize["kind"] == "finalize" and finalize["phase_hit"].startswith("finalize")
     assert all(t["identical"] and t["reruns"] == 1 for t in result["trials"])
     assert "2/2 identical" in done.stdout and "| 2 | finalize step" in done.stdout
+
+
+def test_the_hostile_inputs_harness_runs_three_cheap_cases(tmp_path: Path) -> None:
+    script = SCRIPT.with_name("hostile_inputs.py")
+    out = tmp_path / "hostile.json"
+    only = ["zip/not a zip*", "damaged metadata/root zarr.json empty*", "filesystem errors/info on a regular file"]
+    done = subprocess.run([sys.executable, str(script), "--emovec", str(Path(sys.executable).parent / "emovec"),
+                           "--json", str(out), *(a for p in only for a in ("--only", p))],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert [(r["cls"], r["verdict"], r["code"]) for r in results] == [
+        ("damaged metadata", "handled", 3), ("zip", "handled", 3), ("filesystem errors", "handled", 3)]
+    assert "| **total** | **3** | **0** |" in done.stdout
+
+
+def test_the_hostile_inputs_verdicts_catch_tracebacks_long_errors_and_hangs() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    from hostile_inputs import Case, Run, judge
+
+    case = Case("c", "n", lambda ctx: (Run(3, "", ""), None))
+    assert judge(case, Run(3, "", "Error: one line\n"), None) == ("handled", "")
+    assert judge(case, Run(1, "", 'Traceback (most recent call last):\n  File "x"\n'), None)[1] == "traceback"
+    assert judge(case, Run(0, "ok\n", ""), None)[1] == "exit 0 (want 1/2/3): accepted"
+    assert judge(case, Run(3, "", "a\nb\nc\n"), None)[1] == "3-line error"
+    assert judge(case, Run(None, "", ""), None)[0] == "hang"
+    assert judge(case, Run(2, "", "Error: x\n"), "source store damaged") == ("not handled", "source store damaged")
