@@ -106,10 +106,16 @@ def verify(path: str) -> None:
 @store.command()
 @click.argument("path")
 def finalize(path: str) -> None:
-    """Check every done flag, write the manifest and consolidated metadata, mark the store complete."""
+    """Check every done flag, write the manifest and consolidated metadata, mark the store complete.
+
+    A store that is complete already is left as it is (`emovec store verify` re-checks it)."""
     import emovec_store
 
-    emovec_store.open(path, mode="r+", allow_partial=True).finalize()
+    st = emovec_store.open(path, mode="r+", allow_partial=True)
+    if st.complete:
+        click.echo(f"{path} is finalized already; nothing to do (`emovec store verify {path}` re-checks it)")
+        return
+    st.finalize()
     click.echo(f"finalized {path}")
 
 

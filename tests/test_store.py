@@ -18,6 +18,7 @@ from click.testing import CliRunner
 import emovec_store
 from emovec.cli.main import cli
 from emovec_store.dtypes import BF16_NAN_BITS, bf16_bits_to_float32, float32_to_bf16_bits
+from emovec_store.finalize import manifest
 
 from .synthetic import activations, batch_plan, make_store, stimulus_table
 
@@ -293,6 +294,10 @@ def test_cli_info_ls_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "INCOMPLETE" in r.output and "batches 13/13" in r.output
     r = runner.invoke(cli, ["store", "finalize", str(tmp_path / "s.zarr")])
     assert r.exit_code == 0, r.output
+    before = manifest(tmp_path / "s.zarr")
+    r = runner.invoke(cli, ["store", "finalize", str(tmp_path / "s.zarr")])  # again: nothing to do, not an error
+    assert r.exit_code == 0 and "finalized already" in r.output, r.output
+    assert manifest(tmp_path / "s.zarr") == before
     r = runner.invoke(cli, ["store", "info", "--json", str(tmp_path / "s.zarr")])
     import json
     summary = json.loads(r.output)
