@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,15 +30,20 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of a tiny random llama (config, weights, tokenizer), built once per test module."""
+    from tests.tiny_models import build_model
+
+    return build_model("llama", tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(llama_dir: Path) -> tuple[Any, Any]:
     """A tiny random llama (model in eval mode, tokenizer), built once per test module."""
     import transformers
 
-    from tests.tiny_models import build_model
-
-    path = build_model("llama", tmp_path_factory.mktemp("llama"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
-    return model, transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir).eval()
+    return model, transformers.AutoTokenizer.from_pretrained(llama_dir)
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from emovec_store.engine.recycle import memory_read_by
 from emovec_store.finalize import manifest
 
 from .memory_readings import Failing, Growing
-from .tiny_models import build_model
 
 #: 16 stimuli in chunks of 4: two readouts of 4 batches each.
 LIMIT = 16
@@ -40,20 +39,15 @@ STEP_MB, THRESHOLD_MB, CHECKS_PER_PROCESS = 100, 450, 4
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model("llama", tmp_path_factory.mktemp("llama"))
-
-
-@pytest.fixture(scope="module")
 def stimuli() -> object:
     return spread_sample(load_corpus("emovec", languages=("en",)), LIMIT)
 
 
 @pytest.fixture(scope="module")
-def single(model_dir: Path, stimuli: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def single(llama_dir: Path, stimuli: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """The same extraction in this process, without recycling: its store and result."""
     path = tmp_path_factory.mktemp("single") / "single.zarr"
-    return path, extract(str(model_dir), stimuli, path, OPTIONS)  # type: ignore[arg-type]
+    return path, extract(str(llama_dir), stimuli, path, OPTIONS)  # type: ignore[arg-type]
 
 
 def processes_for(batches: list[int], checks: int) -> int:
@@ -63,11 +57,11 @@ def processes_for(batches: list[int], checks: int) -> int:
 
 
 def test_past_the_threshold_fresh_processes_resume_and_write_the_store_one_process_writes(
-        model_dir: Path, stimuli: object, single: tuple[Path, object], tmp_path: Path) -> None:
+        llama_dir: Path, stimuli: object, single: tuple[Path, object], tmp_path: Path) -> None:
     single_store, alone = single
     store = tmp_path / "r.zarr"
     with memory_read_by(Growing(STEP_MB)):
-        result = extract(str(model_dir), stimuli, store, OPTIONS, mps_recycle_mb=THRESHOLD_MB)  # type: ignore[arg-type]
+        result = extract(str(llama_dir), stimuli, store, OPTIONS, mps_recycle_mb=THRESHOLD_MB)  # type: ignore[arg-type]
     batches = [r.batches for r in alone.readouts]  # type: ignore[attr-defined]
     assert processes_for(batches, CHECKS_PER_PROCESS) >= 2
     assert result.processes == processes_for(batches, CHECKS_PER_PROCESS)
@@ -83,17 +77,17 @@ def test_past_the_threshold_fresh_processes_resume_and_write_the_store_one_proce
     assert result.threads == 1 and result.load_seconds > 0 and result.skipped == alone.skipped  # type: ignore[attr-defined]
 
 
-def test_threshold_zero_never_recycles(model_dir: Path, stimuli: object, single: tuple[Path, object],
+def test_threshold_zero_never_recycles(llama_dir: Path, stimuli: object, single: tuple[Path, object],
                                        tmp_path: Path) -> None:
     store = tmp_path / "z.zarr"
     with memory_read_by(Failing()):  # read once, and the run fails
-        result = extract(str(model_dir), stimuli, store, OPTIONS, mps_recycle_mb=0)  # type: ignore[arg-type]
+        result = extract(str(llama_dir), stimuli, store, OPTIONS, mps_recycle_mb=0)  # type: ignore[arg-type]
     assert result.processes == 1 and result.finalized
     assert manifest(store) == manifest(single[0])
 
 
 @pytest.mark.parametrize("case", ["emovec error", "other error"])
-def test_an_error_in_a_child_process_is_one_line_with_its_exit_code(model_dir: Path, tmp_path: Path,
+def test_an_error_in_a_child_process_is_one_line_with_its_exit_code(llama_dir: Path, tmp_path: Path,
                                                                      case: str) -> None:
     if case == "emovec error":  # a model that does not load: ModelResolutionError, exit 2, naming the path
         model = tmp_path / "broken"
@@ -101,7 +95,7 @@ def test_an_error_in_a_child_process_is_one_line_with_its_exit_code(model_dir: P
         (model / "config.json").write_text("{ not json")
         reader, code, words = Growing(STEP_MB), 2, f"model {str(model)!r}: cannot load it from"
     else:  # an exception outside emovec's errors: exit 1, its type and first line
-        model, reader, code, words = model_dir, Failing(), 1, "RuntimeError: simulated driver failure"
+        model, reader, code, words = llama_dir, Failing(), 1, "RuntimeError: simulated driver failure"
     with memory_read_by(reader):
         r = CliRunner().invoke(cli, ["extract", "--model", str(model), "--store", str(tmp_path / "e.zarr"),
                                      "--limit", "4", "--threads", "1", "--no-progress",
@@ -112,26 +106,26 @@ def test_an_error_in_a_child_process_is_one_line_with_its_exit_code(model_dir: P
     assert lines[0].startswith("Error: ") and words in lines[0], lines[0]
 
 
-def test_a_cluster_shard_never_recycles(model_dir: Path, stimuli: object, single: tuple[Path, object],
+def test_a_cluster_shard_never_recycles(llama_dir: Path, stimuli: object, single: tuple[Path, object],
                                         tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from emovec_store.engine.cluster import _run_shard
 
     store = tmp_path / "c.zarr"
     with memory_read_by(Growing(STEP_MB)):
-        out = _run_shard("job", str(model_dir), stimuli, str(store),  # type: ignore[arg-type]
+        out = _run_shard("job", str(llama_dir), stimuli, str(store),  # type: ignore[arg-type]
                          dataclasses.replace(OPTIONS, mps_recycle_mb=THRESHOLD_MB), (0, 1), False)
     assert out.error == "" and out.result is not None
     assert out.result.processes == 1 and out.result.finalized
     assert manifest(store) == manifest(single[0])
 
 
-def test_ctrl_c_stops_the_child_with_its_batches_flushed_and_exits_130(model_dir: Path, stimuli: object,
+def test_ctrl_c_stops_the_child_with_its_batches_flushed_and_exits_130(llama_dir: Path, stimuli: object,
                                                                       single: tuple[Path, object],
                                                                       tmp_path: Path) -> None:
     store = tmp_path / "i.zarr"
     # done flags only when a writer closes; the child's third reading (after its second batch) is the Ctrl-C
-    args = ["extract", "--model", str(model_dir), "--store", str(store), "--limit", str(LIMIT), "--pooling",
+    args = ["extract", "--model", str(llama_dir), "--store", str(store), "--limit", str(LIMIT), "--pooling",
             "mean_from:50", "--pooling", "last", "--chunk-rows", "4", "--sync-interval", "1000000", "--threads", "1",
             "--no-progress", "--mps-recycle-mb", "1000000"]
     done = subprocess.run([sys.executable, "-m", "tests.memory_readings", "--interrupt-parent-at", "3", "emovec",
@@ -139,11 +133,11 @@ def test_ctrl_c_stops_the_child_with_its_batches_flushed_and_exits_130(model_dir
     assert done.returncode == 130, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Interrupted: saved "), done.stderr
-    progress = emovec_store.open(store, allow_partial=True).progress(model_dir.name, "mean_from_50")
+    progress = emovec_store.open(store, allow_partial=True).progress(llama_dir.name, "mean_from_50")
     assert progress.done == 2  # the child closed its writer: both batches flagged
-    assert f"{model_dir.name}/mean_from_50 2/{progress.total}" in lines[0]
+    assert f"{llama_dir.name}/mean_from_50 2/{progress.total}" in lines[0]
     assert not (tmp_path / "i.zarr.locks").exists()
-    result = extract(str(model_dir), stimuli, store, OPTIONS)  # type: ignore[arg-type]
+    result = extract(str(llama_dir), stimuli, store, OPTIONS)  # type: ignore[arg-type]
     assert result.readouts[0].batches_written == progress.total - 2
     assert manifest(store) == manifest(single[0])
 
@@ -161,10 +155,10 @@ with memory_read_by(Growing(100)):
 """
 
 
-def test_a_script_that_calls_extract_unguarded_is_told_so_in_one_line(model_dir: Path, tmp_path: Path) -> None:
+def test_a_script_that_calls_extract_unguarded_is_told_so_in_one_line(llama_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
-    done = subprocess.run([sys.executable, str(script), str(model_dir), str(tmp_path / "u.zarr")], cwd=REPO,
+    done = subprocess.run([sys.executable, str(script), str(llama_dir), str(tmp_path / "u.zarr")], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                           timeout=HANG_GUARD_S)
     assert done.returncode == 1

@@ -23,11 +23,6 @@ from .tiny_models import build_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model("llama", tmp_path_factory.mktemp("llama"))
-
-
 def extract_cmd(model: Path, store: Path, *extra: str) -> list[str]:
     return ["extract", "--model", str(model), "--store", str(store), "--no-progress", *extra]
 

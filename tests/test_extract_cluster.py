@@ -20,7 +20,6 @@ from emovec_store.engine import ExtractOptions, extract, extract_on_cluster
 from emovec_store.finalize import manifest
 
 from .cluster_faults import FailShard, KillOnce
-from .tiny_models import build_model
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -35,20 +34,15 @@ CLI_ARGS = ("--limit", str(LIMIT), "--pooling", "mean_from:50", "--pooling", "la
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model("llama", tmp_path_factory.mktemp("llama"))
-
-
-@pytest.fixture(scope="module")
 def stimuli() -> object:
     return spread_sample(load_corpus("emovec", languages=("en",)), LIMIT)
 
 
 @pytest.fixture(scope="module")
-def single(model_dir: Path, stimuli: object, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def single(llama_dir: Path, stimuli: object, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The chunk manifest of the same extraction in one process."""
     path = tmp_path_factory.mktemp("single") / "single.zarr"
-    extract(str(model_dir), stimuli, path, OPTIONS)  # type: ignore[arg-type]
+    extract(str(llama_dir), stimuli, path, OPTIONS)  # type: ignore[arg-type]
     return manifest(path)
 
 
@@ -68,11 +62,11 @@ def client(cluster: object) -> Iterator[object]:
         yield c
 
 
-def test_two_workers_write_the_store_one_process_writes(model_dir: Path, stimuli: object, single: dict[str, str],
+def test_two_workers_write_the_store_one_process_writes(llama_dir: Path, stimuli: object, single: dict[str, str],
                                                         cluster: object, tmp_path: Path) -> None:
     store = tmp_path / "c.zarr"
     address = cluster.scheduler_address  # type: ignore[attr-defined]
-    result = extract_on_cluster(str(model_dir), stimuli, store, address, 2, OPTIONS)  # type: ignore[arg-type]
+    result = extract_on_cluster(str(llama_dir), stimuli, store, address, 2, OPTIONS)  # type: ignore[arg-type]
     assert result.finalized and emovec_store.open(store).complete
     assert [s.shard for s in result.shards] == [0, 1] and all(s.result is not None for s in result.shards)
     assert len({s.worker for s in result.shards}) == 2  # two idle one-thread workers took one shard each
@@ -82,10 +76,10 @@ def test_two_workers_write_the_store_one_process_writes(model_dir: Path, stimuli
 
 
 def test_the_cli_runs_more_shards_than_workers_loading_the_model_once_per_worker(
-        model_dir: Path, single: dict[str, str], cluster: object, tmp_path: Path) -> None:
+        llama_dir: Path, single: dict[str, str], cluster: object, tmp_path: Path) -> None:
     store = tmp_path / "c.zarr"
     address = cluster.scheduler_address  # type: ignore[attr-defined]
-    r = CliRunner().invoke(cli, ["extract", "--model", str(model_dir), "--store", str(store), *CLI_ARGS,
+    r = CliRunner().invoke(cli, ["extract", "--model", str(llama_dir), "--store", str(store), *CLI_ARGS,
                                  "--scheduler", address, "--shards", "4", "--json"])
     assert r.exit_code == 0, r.output
     result = json.loads(r.output)
@@ -96,10 +90,10 @@ def test_the_cli_runs_more_shards_than_workers_loading_the_model_once_per_worker
 
 
 def test_a_failed_shard_is_one_line_naming_it_and_the_same_command_resumes(
-        model_dir: Path, single: dict[str, str], cluster: object, client: object, tmp_path: Path) -> None:
+        llama_dir: Path, single: dict[str, str], cluster: object, client: object, tmp_path: Path) -> None:
     store = tmp_path / "c.zarr"
     address = cluster.scheduler_address  # type: ignore[attr-defined]
-    args = ["extract", "--model", str(model_dir), "--store", str(store), *CLI_ARGS, "--scheduler", address,
+    args = ["extract", "--model", str(llama_dir), "--store", str(store), *CLI_ARGS, "--scheduler", address,
             "--shards", "2"]
     client.register_plugin(FailShard(shard=1, after=2))  # type: ignore[attr-defined]
     try:
@@ -119,13 +113,13 @@ def test_a_failed_shard_is_one_line_naming_it_and_the_same_command_resumes(
     assert manifest(store) == single
 
 
-def test_a_worker_killed_mid_shard_has_its_shard_taken_over(model_dir: Path, stimuli: object,
+def test_a_worker_killed_mid_shard_has_its_shard_taken_over(llama_dir: Path, stimuli: object,
                                                             single: dict[str, str], cluster: object,
                                                             client: object, tmp_path: Path) -> None:
     store, marker = tmp_path / "c.zarr", tmp_path / "killed"
     client.register_plugin(KillOnce(marker, after=3))  # type: ignore[attr-defined]
     try:
-        result = extract_on_cluster(str(model_dir), stimuli, store, client, 2, OPTIONS)  # type: ignore[arg-type]
+        result = extract_on_cluster(str(llama_dir), stimuli, store, client, 2, OPTIONS)  # type: ignore[arg-type]
     finally:
         client.unregister_worker_plugin(KillOnce.name)  # type: ignore[attr-defined]
     assert marker.exists()  # a worker died of SIGKILL in the middle of its shard
@@ -133,12 +127,12 @@ def test_a_worker_killed_mid_shard_has_its_shard_taken_over(model_dir: Path, sti
 
 
 
-def test_an_unreachable_scheduler_is_one_line_and_exit_2(model_dir: Path, tmp_path: Path,
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(llama_dir: Path, tmp_path: Path,
                                                          unreachable_scheduler: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", 2)  # the error, not the 10 s wait, is tested
     address = unreachable_scheduler
-    r = CliRunner().invoke(cli, ["extract", "--model", str(model_dir), "--store", str(tmp_path / "c.zarr"),
+    r = CliRunner().invoke(cli, ["extract", "--model", str(llama_dir), "--store", str(tmp_path / "c.zarr"),
                                  *CLI_ARGS, "--scheduler", address, "--shards", "2"])
     assert r.exit_code == 2, r.output
     assert len(r.output.strip().splitlines()) == 1 and "cannot reach the dask scheduler" in r.output
@@ -150,8 +144,8 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(model_dir: Path, tmp_pa
     (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler and --shards go together"),
     (("--scheduler", "tcp://127.0.0.1:1", "--shards", "2", "--shard", "0/2"), "--shard k/n is for one local"),
 ])
-def test_scheduler_shards_and_shard_are_checked_first(extra: tuple[str, ...], message: str, model_dir: Path,
+def test_scheduler_shards_and_shard_are_checked_first(extra: tuple[str, ...], message: str, llama_dir: Path,
                                                       tmp_path: Path) -> None:
-    r = CliRunner().invoke(cli, ["extract", "--model", str(model_dir), "--store", str(tmp_path / "c.zarr"),
+    r = CliRunner().invoke(cli, ["extract", "--model", str(llama_dir), "--store", str(tmp_path / "c.zarr"),
                                  *CLI_ARGS, *extra])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and message in r.output, r.output
