@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import fnmatch
 import functools
-import http.server
 import json
 import os
 import re
@@ -27,7 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -35,6 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the faulty HTTP server and the tiny models are the tests' own (tests/)
+
+from tests.http_faults import handler, serving  # noqa: E402
+
 HANG_S = 60.0
 POOLED = "models/demo/mean_from_50/pooled"
 ANALYZE = ["--no-lens", "--no-write", "--permutations", "99", "--bootstrap", "99"]
@@ -180,7 +182,6 @@ class Ctx:
     @functools.cached_property
     def model(self) -> Path:
         """A tiny random llama (3 layers, hidden 32) saved as safetensors with its tokenizer."""
-        sys.path.insert(0, str(REPO))
         from tests.tiny_models import build_model
 
         return build_model("llama", self.work / "tiny-llama")
@@ -453,47 +454,11 @@ def plant_chunk_link(store: Path) -> str:
 
 # ---------------------------------------------------------------- 6. HTTP stores
 
-class Faulty(http.server.SimpleHTTPRequestHandler):
-    """Serves the scratch directory; the path ``fault_path`` answers with ``fault``."""
-
-    fault_path = ""
-    fault = ""
-    release = threading.Event()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if self.fault_path and self.path.lstrip("/") == self.fault_path:
-            if self.fault == "hang":
-                self.release.wait(HANG_S + 10)
-                return
-            if self.fault == "garbage":
-                body = b"\x89 not what you asked for \xff" * 7
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_error(int(self.fault))
-            return
-        super().do_GET()
-
-
 @contextlib.contextmanager
 def serve(directory: Path, fault_path: str, fault: str) -> Iterator[str]:
-    handler = type("Handler", (Faulty,), {"fault_path": fault_path, "fault": fault,
-                                          "release": threading.Event()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        handler.release.set()
-        server.shutdown()
-        server.server_close()
+    """Serve ``directory`` with one fault at ``fault_path`` (:mod:`tests.http_faults`); yields the base URL."""
+    with serving(directory, handler(fault_path, fault)) as base:
+        yield base
 
 
 def http_case(where: str, fault: str, command: str) -> Callable[[Ctx], tuple[Run, str | None]]:

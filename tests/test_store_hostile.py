@@ -3,14 +3,11 @@ servers, filesystem errors. Every one ends in one clear line and the documented 
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +22,7 @@ from hypothesis import strategies as st
 import emovec_store
 from emovec.cli.main import cli
 
+from .http_faults import FaultyHandler, handler, serving
 from .synthetic import make_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,58 +265,9 @@ def test_export_into_a_missing_or_unwritable_place_gives_one_line(finalized: Pat
     assert "a-file" in line
 
 
-class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a directory, but answers one path (``fault_path``) with ``fault``: 404, 500, garbage, hang, or
-    ``bytes`` (the handler's ``body``)."""
-
-    fault_path = ""
-    fault = ""
-    body = b""
-    release = threading.Event()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if self.fault_path and self.path.endswith(self.fault_path):
-            if self.fault == "hang":
-                self.release.wait(60)
-                return
-            if self.fault in ("garbage", "bytes"):
-                body = self.body if self.fault == "bytes" else b"\x00garbage" * 10
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_error(int(self.fault))
-            return
-        super().do_GET()
-
-
-def _handler(fault_path: str, fault: str, body: bytes = b"") -> type[_FaultyHandler]:
-    return type("Handler", (_FaultyHandler,), {"fault_path": fault_path, "fault": fault, "body": body,
-                                               "release": threading.Event()})
-
-
-@contextlib.contextmanager
-def serving(directory: Path, handler: type[_FaultyHandler]) -> Iterator[str]:
-    """An HTTP server of ``directory`` on a free localhost port, answering with ``handler``; yields the
-    store's URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/s.zarr"
-    finally:
-        handler.release.set()
-        server.shutdown()
-        server.server_close()
-
-
 @contextlib.contextmanager
 def faulty_server(directory: Path, fault_path: str, fault: str) -> Iterator[str]:
-    with serving(directory, _handler(fault_path, fault)) as url:
+    with serving(directory, handler(fault_path, fault), "s.zarr") as url:
         yield url
 
 
@@ -340,25 +289,25 @@ def test_http_chunk_faults_are_errors_naming_the_url_and_key(finalized: Path, fa
 
 
 @pytest.fixture(scope="module")
-def fuzzing_server(finalized: Path) -> Iterator[tuple[type[_FaultyHandler], str]]:
+def fuzzing_server(finalized: Path) -> Iterator[tuple[type[FaultyHandler], str]]:
     """One server for every example of the HTTP fuzz test; each example sets its fault path and body."""
-    handler = _handler("", "bytes")
-    with serving(finalized.parent, handler) as url:
-        yield handler, url
+    answer = handler("", "bytes")
+    with serving(finalized.parent, answer, "s.zarr") as url:
+        yield answer, url
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=400), where=st.sampled_from(["s.zarr/zarr.json", "s.zarr/models/m/zarr.json",
                                                             f"s.zarr/{POOLED}/zarr.json", f"s.zarr/{CHUNK}"]))
 def test_random_bytes_served_over_http_give_a_store_error_never_a_traceback(
-        finalized: Path, fuzzing_server: tuple[type[_FaultyHandler], str], body: bytes, where: str,
+        finalized: Path, fuzzing_server: tuple[type[FaultyHandler], str], body: bytes, where: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A server answering one metadata document or chunk of a complete store with random bytes: opening,
     info and reading either fail with one StoreError or (bytes that happen to be a valid document) succeed
     with the chunk's values intact — never another exception."""
     monkeypatch.setenv("EMOVEC_HTTP_TIMEOUT", "5")
-    handler, url = fuzzing_server
-    handler.fault_path, handler.body = where, body
+    answer, url = fuzzing_server
+    answer.fault_path, answer.body = where, body
     try:
         store = emovec_store.open(url)
         emovec_store.info(store)
