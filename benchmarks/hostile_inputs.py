@@ -115,8 +115,10 @@ class Ctx:
         self.python = emovec.parent / "python"
         self._n = 0
 
-    def cli(self, *args: str | Path, env: dict[str, str] | None = None, timeout: float = HANG_S) -> Run:
-        """Run ``emovec ARGS`` in the scratch directory; a run past ``timeout`` is killed (code None)."""
+    def cli(self, *args: str | Path, env: dict[str, str] | None = None, timeout: float | None = None) -> Run:
+        """Run ``emovec ARGS`` in the scratch directory; a run past ``timeout`` (default: the hang guard,
+        ``--hang-s``) is killed (code None)."""
+        timeout = HANG_S if timeout is None else timeout
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     **(env or {})}
         proc = subprocess.Popen([str(self.emovec), *map(str, args)], cwd=self.work, env=full_env,
@@ -795,6 +797,12 @@ class Summary:
     results: list[dict] = field(default_factory=list)
 
 
+def set_hang_guard(seconds: float) -> None:
+    """Every CLI call of this run counts as a hang after ``seconds`` (``--hang-s``)."""
+    global HANG_S
+    HANG_S = seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--emovec", type=Path, default=REPO / ".venv" / "bin" / "emovec",
@@ -803,7 +811,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only cases whose 'class/case' matches this glob (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--hang-s", type=float, default=HANG_S,
+                        help="hang guard: a CLI call still running after this many seconds is a hang")
     args = parser.parse_args(argv)
+    set_hang_guard(args.hang_s)
     if not args.emovec.is_file():
         parser.error(f"--emovec {args.emovec}: no such file")
     selected = [c for c in cases() if not args.only
