@@ -40,6 +40,9 @@ DEFAULT_FRACTION = 0.8
 MIB = 2 ** 20
 #: Seconds a child gets to flush and exit after Ctrl-C before it is killed (a second Ctrl-C kills at once).
 STOP_GRACE_S = 30.0
+#: The parent waits for its child's answer in slices this long: Ctrl-C is acted on between them even when
+#: the kernel hands the SIGINT to another thread, which cannot interrupt the main thread's blocking read.
+WAIT_SLICE_S = 0.5
 #: Names of the child processes (how one of them knows, while it starts, that it is ours).
 CHILD_NAME = "emovec-extract"
 #: The exit code of a child whose start re-ran a script that calls extract unguarded (:func:`refuse_unguarded_main`).
@@ -227,9 +230,7 @@ def in_fresh_process(target: Callable[..., dict[str, Any]], *args: Any) -> dict[
         finally:
             send.close()  # the child holds the other copy: its exit ends recv_bytes with EOFError
         try:
-            data = recv.recv_bytes()
-        except EOFError:
-            data = b""
+            data = _answer(recv)
         except KeyboardInterrupt:
             _stop(proc)
             raise
@@ -246,6 +247,17 @@ def in_fresh_process(target: Callable[..., dict[str, Any]], *args: Any) -> dict[
         raise RecycledProcessError(str(error["message"]), int(error["exit_code"]), str(error["label"]))
     result: dict[str, Any] = payload["result"]
     return result
+
+
+def _answer(recv: Connection) -> bytes:
+    """The child's message, or ``b""`` when it ended without one. Waits in :data:`WAIT_SLICE_S` slices, so
+    that the main thread runs Python between them and a pending Ctrl-C raises here."""
+    while not recv.poll(WAIT_SLICE_S):
+        pass
+    try:
+        return recv.recv_bytes()
+    except EOFError:
+        return b""
 
 
 def _silent_exit(code: int | None) -> EmovecError:
