@@ -10,10 +10,10 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.base import compute as dask_compute
 
 from emovec_store.errors import InputError
 
+from .rowslabs import gram_and_sums, project_rows
 from .vectors import check_pooled
 
 
@@ -33,15 +33,15 @@ def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
     layers = []
     for layer in pooled["layer"].values:
         x = pooled.sel(layer=layer).transpose("stimulus", "hidden").data
-        x = (x if isinstance(x, da.Array) else da.from_array(np.asarray(x))).astype(np.float64)  # type: ignore[no-untyped-call]
+        x = x if isinstance(x, da.Array) else da.from_array(np.asarray(x))  # type: ignore[no-untyped-call]
         n = x.shape[0]
-        total, gram = dask_compute(x.sum(axis=0), x.T @ x)  # type: ignore[no-untyped-call]
-        mean = np.asarray(total) / n
-        cov = np.asarray(gram) / n - np.outer(mean, mean)
+        gram, total = gram_and_sums(x)
+        mean = total / n
+        cov = gram / n - np.outer(mean, mean)
         _, vecs = np.linalg.eigh(cov)
         top = vecs[:, ::-1][:, :k]
         top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])  # deterministic signs
-        layers.append((x - mean) @ top)
+        layers.append(project_rows(x, top, mean))
     coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
     return xr.DataArray(da.stack(layers), dims=("layer", "stimulus", "hidden"),  # type: ignore[no-untyped-call]
                         coords={"layer": pooled["layer"].values, **coords})

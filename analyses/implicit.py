@@ -46,6 +46,7 @@ from scipy.stats import t as t_dist
 from emovec_store.errors import InputError
 
 from .layers import row_correlations
+from .rowslabs import row_means
 from .stats import CI_LEVEL, DEFAULT_PERMUTATIONS, Alternative, Estimate, as_rng, json_float, permutation_p
 from .vectors import Vectors, check_pooled, unit
 
@@ -81,8 +82,7 @@ def default_center(pooled: xr.DataArray) -> xr.DataArray:
     DataArray, dims (layer, hidden), float64 (lazy on dask input).
     """
     check_pooled(pooled, need=())
-    data = pooled.astype(np.float64)
-    return data.drop_vars([c for c in data.coords if c != "layer"]).mean("stimulus").transpose("layer", "hidden")
+    return row_means(pooled)
 
 
 def centred_cosine(pooled: xr.DataArray, vectors: xr.DataArray | Vectors, center: xr.DataArray) -> xr.DataArray:

@@ -5,8 +5,9 @@ stories of emotion ``e``; the raw vector is ``m(e) − mean_e' m(e')`` (or ``m(e
 denoising projects out the top principal components of the neutral texts' activations that together
 explain ``denoise`` (default 50 %) of their variance, ``k`` recorded per layer.
 
-Class means are one dask reduction over the store (a one-hot dot product along ``stimulus``,
-accumulated in float64), so no layer is ever materialised whole.
+Class means are one dask reduction over the store (a one-hot weighted sum along ``stimulus``,
+accumulated in float64 a slab of rows at a time: :mod:`.rowslabs`), so no layer is ever materialised
+whole.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import xarray as xr
 from emovec_store.errors import InputError
 
 from ._common import as_labels
+from .rowslabs import hidden_products, row_means, weighted_row_sums
 
 Baseline = Literal["mean", "neutral"]
 DIMS = ("layer", "stimulus", "hidden")
@@ -58,8 +60,7 @@ def class_means(pooled: xr.DataArray, *, by: str = "emotion",
         empty = [c for c, n in zip(cats, counts) if n == 0]
         raise InputError(f"no stimulus of {by} {', '.join(empty)}")
     weights = xr.DataArray(onehot / counts, dims=("stimulus", by), coords={by: cats})
-    plain = data.astype(np.float64).drop_vars([c for c in data.coords if c not in data.dims and c != "layer"])
-    means: xr.DataArray = xr.dot(plain, weights, dim="stimulus").transpose("layer", by, "hidden")
+    means = weighted_row_sums(data, weights)
     return means.assign_coords({f"n_{by}": (by, counts.astype(np.int64))})
 
 
@@ -161,7 +162,7 @@ def emotion_vectors(stories: xr.DataArray, *, neutral: xr.DataArray | None = Non
         raw = means - means.mean("emotion")
     else:
         assert neutral is not None
-        raw = means - neutral.astype(np.float64).mean("stimulus").compute()
+        raw = means - row_means(neutral).compute()
     raw = raw.drop_vars("n_emotion")
     denoised = k = comps = None
     if denoise is not None:
@@ -187,6 +188,4 @@ def projections(pooled: xr.DataArray, vectors: xr.DataArray) -> xr.DataArray:
     check_pooled(pooled, need=())
     if "emotion" in pooled.coords and "emotion" not in pooled.dims:
         pooled = pooled.rename({"emotion": "stimulus_emotion"})
-    stim_coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}
-    out: xr.DataArray = xr.dot(pooled.astype(np.float64), unit(vectors), dim="hidden")
-    return out.transpose("layer", "stimulus", "emotion").assign_coords(stim_coords)
+    return hidden_products(pooled, unit(vectors).compute(), "emotion")
