@@ -28,7 +28,7 @@ from emovec_store.layout import parse_layers
 from . import geometry, implicit, layers, probes
 from ._common import as_labels
 from .basis import top_pc_basis
-from .budget import DEFAULT_LAYER_BUDGET_MB, basis_size, layer_megabytes, return_freed_memory
+from .budget import DEFAULT_LAYER_BUDGET_MB, basis_size, layer_megabytes, return_freed_memory, trim_heap
 from .source import (
     STORY_KINDS,
     ReadoutData,
@@ -117,6 +117,7 @@ class _Clock:
         try:
             yield
         finally:
+            trim_heap()
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
             self._done += 1
 
@@ -163,7 +164,7 @@ def analyze(store: str | Path | Store, options: AnalyzeOptions | None = None, *,
     results: dict[str, Any] = {
         "emovec_version": version("emovec"), "command": command,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "store": {"location": st.location, "corpus": st.stimuli.attrs.get("corpus", {}),
+        "store": {"location": st.location, "corpus": st.stimuli_attrs.get("corpus", {}),
                   "stimuli_sha256": st.attrs.get("stimuli_sha256")},
         "settings": options.to_dict(), "models": {},
     }
@@ -255,6 +256,7 @@ def analyze_model(st: Store, model: str, options: AnalyzeOptions, *,
     if not intensity_results:
         skipped["intensity"] = "no intensity prompts with a target among the story emotions"
     texts, text_source = texts_for(st, stories)
+    trim_heap()  # the decoded text column is gone; its holes in the heap need not stay resident
     if texts is None:
         skipped["bag_of_words"] = text_source
     with clock.step("probes"):

@@ -48,7 +48,7 @@ Cost: the probe is 5 fits per layer; on the built-in corpus shape (960 stories, 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,7 @@ from .baselines import (
     length_baseline,
     shuffled_baseline,
 )
+from .budget import as_float64, trim_heap
 from .layers import default_layer as default_layer_of
 from .stats import (
     DEFAULT_BOOTSTRAP,
@@ -159,7 +160,7 @@ def _effective_components(n_components: int | None, hidden: int, fold: xr.DataAr
 
 
 def _layer_matrix(stories: xr.DataArray, layer: Any) -> np.ndarray:
-    return np.asarray(stories.sel(layer=layer).transpose("stimulus", "hidden").values, dtype=np.float64)
+    return as_float64(stories.sel(layer=layer).transpose("stimulus", "hidden").data)
 
 
 def _canonical(values: np.ndarray) -> np.ndarray:
@@ -285,14 +286,38 @@ def centroid_predictions(stories: xr.DataArray, fold: xr.DataArray, *, classes: 
     return _per_layer(stories, rows, "centroid")
 
 
+#: Bytes of one block of the within-topic permutation table (int32 rows), generated when used.
+PERMUTATION_BLOCK_BYTES = 4 * 2**20
+
+
 @dataclass(frozen=True)
 class _Draws:
-    """Resampling shared by every readout: topic code per row, bootstrap topic counts, null draws."""
+    """Resampling shared by every readout: topic code per row, bootstrap topic counts, null draws.
+
+    The permutations are not stored: :meth:`permutation_blocks` regenerates them from ``perm_seed`` in
+    blocks of at most :data:`PERMUTATION_BLOCK_BYTES`, the same permutations on every call, so a table of
+    ``n_permutations × stimuli`` never exists (1,000 shuffles of 205,000 stories would be 0.8 GB).
+    """
 
     topic: np.ndarray  # (n,) topic code of each stimulus
     weights: np.ndarray  # (n_bootstrap, n_topics) times each topic is drawn
-    perms: np.ndarray  # (n_permutations, n) row permutation within topic
+    n_permutations: int
+    perm_seed: int
     flips: np.ndarray  # (n_permutations, n_topics) ±1 per topic
+
+    def permutation_blocks(self) -> Iterator[np.ndarray]:
+        """``(block, n)`` row permutations within topic (int32 where rows fit), in a fixed order."""
+        n = self.topic.size
+        dtype = np.int32 if n < 2**31 else np.int64
+        step = max(1, PERMUTATION_BLOCK_BYTES // (np.dtype(dtype).itemsize * max(1, n)))
+        rng = np.random.default_rng(self.perm_seed)
+        members = [np.flatnonzero(self.topic == t) for t in range(self.weights.shape[1])]
+        for start in range(0, self.n_permutations, step):
+            size = min(step, self.n_permutations - start)
+            block = np.empty((size, n), dtype=dtype)
+            for rows in members:
+                block[:, rows] = rng.permuted(np.tile(rows.astype(dtype), (size, 1)), axis=1)
+            yield block
 
 
 def _draw(topics: np.ndarray, n_bootstrap: int, n_permutations: int, seed: int | np.random.Generator | None) -> _Draws:
@@ -305,12 +330,9 @@ def _draw(topics: np.ndarray, n_bootstrap: int, n_permutations: int, seed: int |
     drawn = bootstrap_indices(n_topics, n_bootstrap, rng)
     weights = np.zeros((n_bootstrap, n_topics))
     np.add.at(weights, (np.repeat(np.arange(n_bootstrap), n_topics), drawn.ravel()), 1.0)
-    perms = np.empty((n_permutations, topic.size), dtype=np.int32 if topic.size < 2**31 else np.int64)  # 4 B/row
-    for t in range(n_topics):
-        rows = np.flatnonzero(topic == t)
-        perms[:, rows] = rng.permuted(np.tile(rows, (n_permutations, 1)), axis=1)
+    perm_seed = int(rng.integers(0, 2**63 - 1))
     flips = rng.integers(0, 2, size=(n_permutations, n_topics)) * 2.0 - 1.0
-    return _Draws(topic=topic, weights=weights, perms=perms, flips=flips)
+    return _Draws(topic=topic, weights=weights, n_permutations=n_permutations, perm_seed=perm_seed, flips=flips)
 
 
 def _rows(predictions: xr.DataArray) -> np.ndarray:
@@ -345,8 +367,13 @@ def _accuracies(predicted: np.ndarray, truth: np.ndarray, draws: _Draws) -> list
     y, pred = _codes(truth, classes), _codes(predicted.ravel(), classes).reshape(predicted.shape)
     correct = (pred == y[None, :]).astype(np.float64)
     boot = _cluster_means(correct, draws)
-    y_perm = y[draws.perms].astype(np.int16 if len(classes) < 2**15 else np.int64)
-    null = np.stack([(p[None, :] == y_perm).mean(axis=1) for p in pred])
+    y_small = y.astype(np.int16 if len(classes) < 2**15 else np.int64)
+    null = np.empty((len(pred), draws.n_permutations))
+    start = 0
+    for block in draws.permutation_blocks():
+        y_perm = y_small[block]
+        null[:, start:start + len(block)] = [(p[None, :] == y_perm).mean(axis=1) for p in pred]
+        start += len(block)
     return [estimate_from_replicates(float(c.mean()), boot[:, j], n=truth.size, null=null[j])
             for j, c in enumerate(correct)]
 
@@ -373,10 +400,8 @@ def centroid_refit_estimate(stories: xr.DataArray, fold: xr.DataArray, layer: in
     draws = _draw(as_labels(stories["topic"]), n_bootstrap, n_permutations, seed)
     with one_thread():
         observed = _centroid_oof(x, codes, folds, len(classes), comps)
-        null = np.empty(n_permutations)
-        for i, perm in enumerate(draws.perms):
-            shuffled = codes[perm]
-            null[i] = float(np.mean(_centroid_oof(x, shuffled, folds, len(classes), comps) == shuffled))
+        null = np.array([float(np.mean(_centroid_oof(x, codes[perm], folds, len(classes), comps) == codes[perm]))
+                         for block in draws.permutation_blocks() for perm in block])
     correct = (observed == codes).astype(np.float64)[None, :]
     boot = _cluster_means(correct, draws)[:, 0]
     return estimate_from_replicates(float(correct.mean()), boot, n=codes.size, null=null)
@@ -622,9 +647,14 @@ def run_probes(stories: xr.DataArray, texts: Sequence[str] | None = None, *,
     n_comp = _effective_components(n_components, stories.sizes["hidden"], fold)
     draw_seed, shuffle_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     skipped: dict[str, str] = {}
+    # each phase reads every layer afresh (a reduced basis is recomputed from the store) and frees it;
+    # trim_heap returns the freed pages so that the phases' working sets do not pile up in the RSS
     probe = probe_predictions(stories, fold, n_components=n_comp)
+    trim_heap()
     centroid = centroid_predictions(stories, fold, classes=classes, components=neutral_components)
+    trim_heap()
     base_pred = _baseline_predictions(stories, texts, fold, default, n_comp, shuffle_seed, skipped)
+    trim_heap()
     try:
         selection: LayerSelection | None = nested_layer_selection(
             stories, fold, probe, classes=classes, components=neutral_components, n_bootstrap=n_bootstrap,
@@ -632,6 +662,7 @@ def run_probes(stories: xr.DataArray, texts: Sequence[str] | None = None, *,
     except InputError as err:
         selection = None
         skipped["selected"] = str(err)
+    trim_heap()
     resampling = {"n_bootstrap": n_bootstrap, "n_permutations": n_permutations, "seed": draw_seed}
     refit = centroid_refit_estimate(stories, fold, default, classes=classes, components=neutral_components,
                                     **resampling)

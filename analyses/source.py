@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 import emovec_store
@@ -126,15 +127,16 @@ def texts_for(store: Store, pooled: xr.DataArray) -> tuple[list[str] | None, str
     ``(None, reason)`` when neither has every text.
     """
     wanted = as_labels(pooled["text_sha256"]) if "text_sha256" in pooled.coords else None
-    stim = store.stimuli
-    if "text" in stim:
-        by_id = dict(zip(as_labels(stim["stimulus"]), as_labels(stim["text"])))
-        ids = as_labels(pooled["stimulus"])
-        if all(i in by_id for i in ids):
-            return [by_id[i] for i in ids], "store"
+    stored = store.stimulus_columns(["text"])  # only the texts: the rest of the table stays on disk
+    if "text" in stored:
+        rows = pd.Index(as_labels(stored["stimulus"])).get_indexer(as_labels(pooled["stimulus"]))
+        if (rows >= 0).all():
+            texts = stored["text"].values  # str objects: as_labels would copy them to a fixed-width array
+            return [str(texts[i]) for i in rows], "store"
+    del stored
     if wanted is None:
         return None, "the store has no texts and no text_sha256 to find them in a corpus"
-    corpus = dict(stim.attrs.get("corpus", {}))
+    corpus = dict(store.stimuli_attrs.get("corpus", {}))
     source = str(corpus.get("source") or "")
     if source in ("", "builtin"):
         name: str | Path = "emovec" if source == "builtin" else str(corpus.get("name") or "")

@@ -80,8 +80,10 @@ def test_planted_classes_are_recovered_with_tight_ci_and_small_p() -> None:
         for est in d[readout]:
             assert est["value"] > 0.9 and est["ci"][0] > chance
             assert est["p"] <= 2 / (FAST["n_permutations"] + 1) and est["n"] == 72
-    for est in d["margin"]:  # a sign-flip over 6 topics cannot go below about 2**-6
-        assert est["ci"][0] > 0 and est["p"] <= 2 * 2**-6
+    # a sign-flip over 6 topics cannot go below about 2**-6: of 200 flips, Binomial(200, 1/64) land on
+    # the all-positive pattern (mean 3.1; more than 10 has probability 0.0004), so p <= (10 + 1)/201
+    for est in d["margin"]:
+        assert est["ci"][0] > 0 and est["p"] <= 11 / (FAST["n_permutations"] + 1)
     assert d["best_baseline"] in ("length", "bag_of_words")
     assert covers(d["baselines"]["shuffled"], chance) and covers(d["baselines"]["bag_of_words"], chance)
     assert d["selected"]["accuracy"]["ci"][0] > chance and len(d["selected"]["layers"]) == d["n_splits"]
