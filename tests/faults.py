@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,23 @@ def kill_during_write(n: int) -> None:
     StreamWriter._write_rows = torn  # type: ignore[method-assign]
 
 
+#: How long the SIGINT hook waits for its KeyboardInterrupt before it says the signal was lost.
+SIGINT_GUARD_S = 600
+#: The exit code of a process whose SIGINT never raised KeyboardInterrupt (distinct from 0, 1, 2, 3, 130).
+SIGINT_LOST_EXIT = 97
+
+
 def interrupt_before_write(n: int) -> None:
     """Patch the writer so that a SIGINT (what Ctrl-C sends) arrives just before the ``n``-th batch
-    write (1-based): batches 1..n-1 are written, the n-th never is."""
+    write (1-based): batches 1..n-1 are written, the n-th never is.
+
+    SIGINT gets Python's own handler first, as in a shell: a process started with SIGINT ignored (a
+    parent that ignored it while it forked, such as MPS recycling's ``_started``) inherits that, and
+    Python then installs no handler, so the signal would be dropped and the run finish with exit 0.
+    After the signal the hook waits for its KeyboardInterrupt in short sleeps, so no further batch is
+    written however late the handler runs; if it never comes the process exits
+    :data:`SIGINT_LOST_EXIT`, never 0."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     original = StreamWriter.write
     calls = 0
 
@@ -50,7 +65,10 @@ def interrupt_before_write(n: int) -> None:
         nonlocal calls
         calls += 1
         if calls == n:
-            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt here, in the main thread
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt in the main thread
+            for _ in range(SIGINT_GUARD_S * 10):
+                time.sleep(0.1)
+            os._exit(SIGINT_LOST_EXIT)
         original(self, batch, data)
 
     StreamWriter.write = write  # type: ignore[method-assign]
