@@ -58,5 +58,8 @@ if __name__ == "__main__":
     from tests.memory_readings import InterruptingParent as Reader  # by its module's name, not __main__'s
 
     assert sys.argv[1] == "--interrupt-parent-at" and sys.argv[3] == "emovec", sys.argv
+    # Python's own SIGINT handler, as in a shell: started with SIGINT ignored (a background job of a
+    # non-interactive shell), Python installs none, the parent drops the child's SIGINT, and the child waits
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with memory_read_by(Reader(int(sys.argv[2]))):
         cli(sys.argv[4:], prog_name="emovec")
