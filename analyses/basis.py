@@ -39,7 +39,7 @@ def top_pc_basis(pooled: xr.DataArray, k: int) -> xr.DataArray:
         mean = total / n
         cov = gram / n - np.outer(mean, mean)
         _, vecs = np.linalg.eigh(cov)
-        top = vecs[:, ::-1][:, :k]
+        top = np.ascontiguousarray(vecs[:, ::-1][:, :k])  # a copy: a view would keep all hidden² eigenvectors
         top *= np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])  # deterministic signs
         layers.append(project_rows(x, top, mean))
     coords = {c: pooled[c] for c in pooled.coords if pooled[c].dims == ("stimulus",)}

@@ -34,3 +34,21 @@ def test_scores_match_an_in_memory_pca_up_to_sign(lazy: bool) -> None:
 def test_k_out_of_range_is_refused() -> None:
     with pytest.raises(InputError, match="1 <= k <= hidden"):
         top_pc_basis(_pooled(False), 13)
+
+
+def test_the_lazy_basis_keeps_k_components_per_layer_not_every_eigenvector() -> None:
+    import tracemalloc
+
+    layers, hidden = 12, 256
+    x = da.from_array(np.random.default_rng(0).standard_normal((layers, 300, hidden)).astype(np.float32),
+                      chunks=(1, 100, hidden))
+    pooled = xr.DataArray(x, dims=("layer", "stimulus", "hidden"), coords={"layer": np.arange(layers)})
+    tracemalloc.start()
+    try:
+        reduced = top_pc_basis(pooled, 2)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert reduced.shape == (layers, 300, 2)
+    eigenvectors = layers * hidden * hidden * 8  # 6.3 MB: what views into each layer's eigh result kept alive
+    assert held < 0.25 * eigenvectors, held
