@@ -215,7 +215,7 @@ def test_a_bad_norms_file_is_one_line_naming_file_line_and_field(tmp_path: Path,
 
 def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(tmp_path: Path) -> None:
     make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
-    options = AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False, write=False, layer_budget_mb=0.01,
+    options = AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False, layer_budget_mb=0.01,
                              basis_components=8)
     res = analyze(tmp_path / "s.zarr", options)["models"]["m"]
     assert "top 8 principal components" in res["probes"]["reduction"]
@@ -225,8 +225,10 @@ def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(
 def test_a_reduced_basis_has_as_many_components_as_fit_the_budget(tmp_path: Path) -> None:
     """stories × k × 8 bytes ≤ the budget: k shrinks as stories grow, so the probe's layer stays bounded."""
     make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
-    n = analyze(tmp_path / "s.zarr", AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False,
-                                                   layer_budget_mb=0.01))["models"]["m"]["n"]["stories"]
+    from emovec.analyses.source import STORY_KINDS, main_language, open_readout, open_store, select
+
+    pooled = open_readout(open_store(tmp_path / "s.zarr"), "m", "mean_from_50").pooled
+    n = select(pooled, kinds=STORY_KINDS, language=main_language(pooled), labelled=True).sizes["stimulus"]
     budget_mb = n * 5 * 8 / 1e6  # room for exactly 5 components
     options = AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False,
                              layer_budget_mb=budget_mb, basis_components=8)
