@@ -98,13 +98,19 @@ def test_sigkill_mid_extraction_then_resume_equals_uninterrupted(llama_dir: Path
 
 
 def test_two_shards_equal_one_process(llama_dir: Path, tmp_path: Path) -> None:
-    args = ("--limit", "300", "--chunk-rows", "64", "--pooling", "mean_from:50", "--pooling", "tokens")
+    # 36 stimuli in 5 chunks of 8 (the last one short): the shards take 2 and 3 chunks
+    args = ("--limit", "36", "--chunk-rows", "8", "--pooling", "mean_from:50", "--pooling", "tokens")
     single, sharded = tmp_path / "single.zarr", tmp_path / "sharded.zarr"
-    run_cli(*extract_cmd(llama_dir, single, *args))
-    procs = [subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_cmd(llama_dir, sharded, *args,
-                                                                                 "--shard", f"{k}/2")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in range(2)]
-    assert [p.wait(timeout=HANG_GUARD_S) for p in procs] == [0, 0]
+    # shard 1 in another process; shard 0 and the single run in this one meanwhile (one torch import to wait for)
+    other = subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_cmd(llama_dir, sharded, *args,
+                                                                                "--shard", "1/2")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner = CliRunner()
+    r = runner.invoke(cli, extract_cmd(llama_dir, sharded, *args, "--shard", "0/2"))
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, extract_cmd(llama_dir, single, *args))
+    assert r.exit_code == 0, r.output
+    assert other.wait(timeout=HANG_GUARD_S) == 0
     st = emovec_store.open(sharded)  # the last shard finalized it
     assert st.complete
     assert not (tmp_path / "sharded.zarr.locks").exists()  # the last one out removed the lock folder
