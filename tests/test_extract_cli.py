@@ -1,12 +1,9 @@
-"""`emovec extract` end to end on tiny models: resume after SIGKILL, shards, bad input."""
+"""`emovec extract` end to end on tiny models: the store it writes, bad input, options, progress (resume after
+SIGKILL, shards and Ctrl-C are in test_extract_resume.py)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +15,8 @@ import emovec_store
 from emovec.cli.main import cli
 from emovec_store.finalize import manifest
 
+from .extract_runs import extract_cmd, tree_digest
 from .tiny_models import build_model
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def extract_cmd(model: Path, store: Path, *extra: str) -> list[str]:
-    return ["extract", "--model", str(model), "--store", str(store), "--no-progress", *extra]
-
-
-def tree_digest(path: Path) -> dict[str, str]:
-    """sha256 of every file of a store (metadata included): 'untouched' means byte for byte."""
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def test_extract_writes_a_labelled_complete_store(llama_dir: Path, tmp_path: Path) -> None:
@@ -57,66 +43,6 @@ def test_extract_writes_a_labelled_complete_store(llama_dir: Path, tmp_path: Pat
     assert attrs["compute_dtype_reason"] == policy.compute_dtype_reason
     assert "no final norm" in attrs["layer_convention"]
     assert len(attrs["max_abs_per_layer"]) == 4
-
-
-# Hang guard only: a healthy run takes seconds; the verdict never depends on machine speed.
-HANG_GUARD_S = 1800
-
-
-def run_cli(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "emovec.cli", *args], capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    assert done.returncode == 0, done.stderr
-
-
-def run_killed_at(batch: int, *args: str) -> None:
-    """Run the CLI in a process that SIGKILLs itself in the middle of its ``batch``-th write."""
-    done = subprocess.run([sys.executable, "-m", "tests.faults", str(batch), "emovec", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=HANG_GUARD_S)
-    assert done.returncode == -signal.SIGKILL, done.stderr
-
-
-def test_sigkill_mid_extraction_then_resume_equals_uninterrupted(llama_dir: Path, tmp_path: Path) -> None:
-    # 24 stimuli, one per batch (texts are longer than the 40-token budget); flags synced per batch. Both
-    # kills land before the last batch: at most 10 + 10 batches are written before the second.
-    args = ("--limit", "24", "--batch-tokens", "40", "--pooling", "mean_from:50", "--sync-interval", "0")
-    clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
-    r = CliRunner().invoke(cli, extract_cmd(llama_dir, clean, *args))  # in process: no torch import to wait for
-    assert r.exit_code == 0, r.output
-    rng = np.random.default_rng(12)
-    first, second = sorted(rng.choice(np.arange(2, 12), size=2, replace=False))
-    done_after = []
-    for kill_at in (first, second):  # the second run resumes, then is torn again
-        run_killed_at(int(kill_at), *extract_cmd(llama_dir, killed, *args))
-        progress = emovec_store.open(killed, allow_partial=True).progress(llama_dir.name, "mean_from_50")
-        done_after.append(progress.done)
-        assert 0 < progress.done < progress.total
-    assert done_after[1] > done_after[0]  # the resumed run kept the first run's batches and added more
-    run_cli(*extract_cmd(llama_dir, killed, *args))
-    assert emovec_store.open(killed).complete
-    assert manifest(killed) == manifest(clean)
-
-
-def test_two_shards_equal_one_process(llama_dir: Path, tmp_path: Path) -> None:
-    # 36 stimuli in 5 chunks of 8 (the last one short): the shards take 2 and 3 chunks
-    args = ("--limit", "36", "--chunk-rows", "8", "--pooling", "mean_from:50", "--pooling", "tokens")
-    single, sharded = tmp_path / "single.zarr", tmp_path / "sharded.zarr"
-    # shard 1 in another process; shard 0 and the single run in this one meanwhile (one torch import to wait for)
-    other = subprocess.Popen([sys.executable, "-m", "emovec.cli", *extract_cmd(llama_dir, sharded, *args,
-                                                                                "--shard", "1/2")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    runner = CliRunner()
-    r = runner.invoke(cli, extract_cmd(llama_dir, sharded, *args, "--shard", "0/2"))
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, extract_cmd(llama_dir, single, *args))
-    assert r.exit_code == 0, r.output
-    assert other.wait(timeout=HANG_GUARD_S) == 0
-    st = emovec_store.open(sharded)  # the last shard finalized it
-    assert st.complete
-    assert not (tmp_path / "sharded.zarr.locks").exists()  # the last one out removed the lock folder
-    assert manifest(sharded) == manifest(single)
-    np.testing.assert_array_equal(st.dataset(llama_dir.name, "tokens").acts.values,
-                                  emovec_store.open(single).dataset(llama_dir.name, "tokens").acts.values)
 
 
 def write_corpus(path: Path, texts: list[str]) -> Path:
@@ -225,42 +151,6 @@ def test_no_lock_folder_is_left_by_a_run_a_rerun_or_a_refused_run(llama_dir: Pat
         r = runner.invoke(cli, extract_cmd(llama_dir, store, "--limit", "12", *args))
         assert r.exit_code == code, r.output
         assert not locks.exists(), (args, sorted(locks.rglob("*")))
-
-
-def test_ctrl_c_keeps_the_finished_batches_says_so_in_one_line_and_exits_130(llama_dir: Path,
-                                                                             tmp_path: Path) -> None:
-    # one stimulus per batch (40-token budget), flags synced per batch; SIGINT before the 5th write, and the
-    # hook waits for its KeyboardInterrupt there (tests/faults.py), so no later batch can be written first
-    args = ("--limit", "12", "--batch-tokens", "40", "--pooling", "mean_from:50", "--sync-interval", "0")
-    store = tmp_path / "s.zarr"
-    done = subprocess.run([sys.executable, "-m", "tests.faults", "--sigint", "5", "emovec",
-                           *extract_cmd(llama_dir, store, *args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    assert done.returncode == 130, done.stderr
-    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-    assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
-    progress = emovec_store.open(store, allow_partial=True).progress(llama_dir.name, "mean_from_50")
-    assert progress.done == 4 and progress.total > 5
-    assert lines == [f"Interrupted: saved {llama_dir.name}/mean_from_50 4/{progress.total} batches in "
-                     f"{str(store)!r} (every finished batch is kept); run the same command again to resume"]
-    assert not (tmp_path / "s.zarr.locks").exists()
-    r = CliRunner().invoke(cli, extract_cmd(llama_dir, store, *args, "--json"))  # the same command resumes
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["readouts"][0]["batches_written"] == progress.total - 4
-    assert emovec_store.open(store).complete
-
-
-def test_ctrl_c_in_any_command_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import emovec_store.demo
-
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(emovec_store.demo, "write_demo_store", interrupted)
-    r = CliRunner().invoke(cli, ["demo", "--store", str(tmp_path / "d.zarr")])
-    assert r.exit_code == 130 and "Aborted" not in r.output
-    assert [ln for ln in r.output.splitlines() if ln.strip()] == [
-        "Interrupted: stopped before the command finished; run it again to redo it"]
 
 
 def test_threads_option_sets_and_records_the_torch_thread_count(llama_dir: Path, tmp_path: Path) -> None:
