@@ -1,5 +1,6 @@
 """`emovec analyze` end to end on synthetic stores: planted structure found, noise reported as noise,
-results written back without breaking the store, a self-contained report, clear errors."""
+results written back without breaking the store, a self-contained report, clear errors (layer blocks and
+reduced bases are in test_analyze_blocks.py)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from emovec.cli.main import cli
 from emovec_store.derived import list_derived, read_derived
 from emovec_store.finalize import manifest
 
+from .analysis_results import at_layer
 from .analysis_store import EMOTIONS, make_analysis_store
 from .synthetic import make_store
 
@@ -29,24 +31,17 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return path, analyze(path, FAST)
 
 
-def _at(res: dict, key_path: tuple[str, ...], layer: int) -> dict:
-    node = res
-    for key in key_path:
-        node = node[key]
-    return node[res["layers"].index(layer)]
-
-
 def test_planted_structure_is_recovered_at_depth_and_absent_at_the_embedding_layer(planted: tuple[Path, dict]) -> None:
     _, results = planted
     res = results["models"]["m"]
     assert res["n"] == {"stories": 8 * 6 * 2, "emotions": 8, "topics": 6, "neutral": 12}
     last = res["layers"][-1]
-    valence = _at(res, ("geometry", "cv_valence"), last)
+    valence = at_layer(res, ("geometry", "cv_valence"), last)
     assert valence["value"] > 0.9 and valence["ci"][0] > 0 and valence["p"] <= 0.05 and valence["n"] == 8
-    assert _at(res, ("geometry", "cv_valence"), 0)["p"] > 0.05  # no structure planted in layer 0
-    probe = _at(res, ("probes", "probe"), last)
+    assert at_layer(res, ("geometry", "cv_valence"), 0)["p"] > 0.05  # no structure planted in layer 0
+    probe = at_layer(res, ("probes", "probe"), last)
     assert probe["value"] > 0.9 and probe["ci"][0] > res["probes"]["chance"]
-    top1 = _at(res, ("implicit", "assistant", "top1"), last)
+    top1 = at_layer(res, ("implicit", "assistant", "top1"), last)
     assert top1["value"] > 0.8
 
 
@@ -54,10 +49,10 @@ def test_noise_gives_nulls(tmp_path: Path) -> None:
     make_analysis_store(tmp_path / "n.zarr", structure=False, n_per_cell=2)
     res = analyze(tmp_path / "n.zarr", FAST)["models"]["m"]
     last = res["layers"][-1]
-    probe = _at(res, ("probes", "probe"), last)
+    probe = at_layer(res, ("probes", "probe"), last)
     chance = res["probes"]["chance"]
     assert probe["ci"][0] <= chance <= probe["ci"][1] and probe["p"] > 0.05
-    assert _at(res, ("geometry", "cv_valence"), last)["p"] > 0.05
+    assert at_layer(res, ("geometry", "cv_valence"), last)["p"] > 0.05
 
 
 def test_vectors_are_written_back_and_the_store_stays_verified(planted: tuple[Path, dict]) -> None:
@@ -82,64 +77,6 @@ def test_results_are_the_same_for_the_same_seed(tmp_path: Path) -> None:
         for m in res["models"].values():
             m.pop("timings")
     assert first == second
-
-
-def _assert_close(a: object, b: object, where: str = "") -> None:
-    """Equal structure and labels; numbers equal up to summation order (1e-9 relative)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_close(a[k], b[k], f"{where}/{k}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_close(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), where
-    else:
-        assert a == b, where
-
-
-def _without_run_details(results: dict) -> dict:
-    out = {k: v for k, v in results.items() if k not in ("created", "settings", "store")}
-    out["models"] = {m: {k: v for k, v in res.items() if k not in ("timings", "derived")}
-                     for m, res in results["models"].items()}
-    return out
-
-
-def test_blocks_of_layers_give_the_results_of_one_block(tmp_path: Path) -> None:
-    """Memory is bounded by analysing a block of layers at a time; the numbers must not depend on it."""
-    import shutil
-
-    make_analysis_store(tmp_path / "a.zarr", structure=True)
-    shutil.copytree(tmp_path / "a.zarr", tmp_path / "b.zarr")
-    whole = AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False, layer_block=100)
-    steps: list[tuple[str, int, int]] = []
-    one = analyze(tmp_path / "a.zarr", whole)
-    blocked = analyze(tmp_path / "b.zarr", AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False,
-                                                          layer_block=1),
-                      progress=lambda label, done, total: steps.append((label, done, total)))
-    in_memory = analyze(tmp_path / "b.zarr", AnalyzeOptions(n_permutations=99, n_bootstrap=99, lens=False,
-                                                            layer_block=2, write=False))
-    n_layers = len(one["models"]["m"]["layers"])
-    assert n_layers >= 3
-    _assert_close(_without_run_details(blocked), _without_run_details(one))
-    _assert_close(_without_run_details(in_memory), _without_run_details(one))
-    a, b = (emovec_store.open(tmp_path / name) for name in ("a.zarr", "b.zarr"))
-    for name in ("vectors", "projections"):
-        xr_a, xr_b = read_derived(a, "m", name), read_derived(b, "m", name)
-        for var in xr_a.data_vars:
-            np.testing.assert_allclose(xr_a[var].values, xr_b[var].values, rtol=1e-6, atol=1e-7, err_msg=name)
-        assert xr_a[var].dims == xr_b[var].dims and xr_a.sizes == xr_b.sizes
-    # every step reported once, in order, with the right total; block steps name their layers
-    total = 5 * n_layers + 3
-    assert [(d, t) for _, d, t in steps] == [(i, total) for i in range(total)]
-    assert steps[0][0] == f"vectors (layers {one['models']['m']['layers'][0]}–{one['models']['m']['layers'][0]})"
-    assert [label for label, _, _ in steps[-3:]] == ["probes", "layers", "lens"]
-    from emovec.analyses.pipeline import DEFAULT_LAYER_BLOCK
-    from emovec.cli.analyze import analyze as analyze_command
-
-    assert {p.name: p.default for p in analyze_command.params}["layer_block"] == DEFAULT_LAYER_BLOCK
 
 
 def test_cli_writes_a_self_contained_report_and_removes_stale_files(tmp_path: Path) -> None:
@@ -211,29 +148,6 @@ def test_a_bad_norms_file_is_one_line_naming_file_line_and_field(tmp_path: Path,
     r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "s.zarr"), "--norms", str(tmp_path / "norms.tsv"),
                                  "--no-progress", "--no-lens"])
     assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1
-
-
-def test_layers_over_the_memory_budget_are_probed_on_a_reduced_basis_and_say_so(tmp_path: Path) -> None:
-    make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
-    options = AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False, layer_budget_mb=0.01,
-                             basis_components=8)
-    res = analyze(tmp_path / "s.zarr", options)["models"]["m"]
-    assert "top 8 principal components" in res["probes"]["reduction"]
-    assert _at(res, ("probes", "probe"), res["layers"][-1])["value"] > 0.8
-
-
-def test_a_reduced_basis_has_as_many_components_as_fit_the_budget(tmp_path: Path) -> None:
-    """stories × k × 8 bytes ≤ the budget: k shrinks as stories grow, so the probe's layer stays bounded."""
-    make_analysis_store(tmp_path / "s.zarr", structure=True, n_per_cell=2)
-    from emovec.analyses.source import STORY_KINDS, main_language, open_readout, open_store, select
-
-    pooled = open_readout(open_store(tmp_path / "s.zarr"), "m", "mean_from_50").pooled
-    n = select(pooled, kinds=STORY_KINDS, language=main_language(pooled), labelled=True).sizes["stimulus"]
-    budget_mb = n * 5 * 8 / 1e6  # room for exactly 5 components
-    options = AnalyzeOptions(n_permutations=19, n_bootstrap=19, lens=False, write=False,
-                             layer_budget_mb=budget_mb, basis_components=8)
-    reduction = analyze(tmp_path / "s.zarr", options)["models"]["m"]["probes"]["reduction"]
-    assert "top 5 principal components" in reduction and "8 asked for, 5 fit the budget" in reduction
 
 
 def test_an_intensity_set_that_cannot_be_scored_is_skipped_with_its_reason(tmp_path: Path,
