@@ -1,5 +1,5 @@
-"""What the extract CLI tests share: the command line, a store's byte digest, and runs of the CLI in a
-fresh process (plain, or killed by a fault hook of tests/faults.py)."""
+"""What the extract CLI tests share: the command line, a store's byte digest, and a run of the CLI in a
+fresh process killed by a fault hook of tests/faults.py."""
 from __future__ import annotations
 
 import hashlib
@@ -21,12 +21,6 @@ def tree_digest(path: Path) -> dict[str, str]:
     """sha256 of every file of a store (metadata included): 'untouched' means byte for byte."""
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-def run_cli(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "emovec.cli", *args], capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    assert done.returncode == 0, done.stderr
 
 
 def run_killed_at(batch: int, *args: str) -> None:

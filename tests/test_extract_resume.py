@@ -15,7 +15,7 @@ import emovec_store
 from emovec.cli.main import cli
 from emovec_store.finalize import manifest
 
-from .extract_runs import HANG_GUARD_S, REPO, extract_cmd, run_cli, run_killed_at
+from .extract_runs import HANG_GUARD_S, REPO, extract_cmd, run_killed_at
 
 
 def test_sigkill_mid_extraction_then_resume_equals_uninterrupted(llama_dir: Path, tmp_path: Path) -> None:
@@ -34,7 +34,8 @@ def test_sigkill_mid_extraction_then_resume_equals_uninterrupted(llama_dir: Path
         done_after.append(progress.done)
         assert 0 < progress.done < progress.total
     assert done_after[1] > done_after[0]  # the resumed run kept the first run's batches and added more
-    run_cli(*extract_cmd(llama_dir, killed, *args))
+    r = CliRunner().invoke(cli, extract_cmd(llama_dir, killed, *args))  # the same command resumes, in process
+    assert r.exit_code == 0, r.output
     assert emovec_store.open(killed).complete
     assert manifest(killed) == manifest(clean)
 
