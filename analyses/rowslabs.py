@@ -50,9 +50,10 @@ def _slab_weighted_sum(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out[:, None]
 
 
-def _slab_gram(block: np.ndarray, _again: np.ndarray) -> np.ndarray:
+def _slab_gram(block: np.ndarray, _same_block: np.ndarray) -> np.ndarray:
     """``(xᵀx, Σx)`` of one row block (rows, hidden) as one (1, hidden + 1, hidden) array: the gram
-    rows, then the column sums."""
+    rows, then the column sums. ``_same_block`` is ``block`` again: :func:`dask.array.blockwise` is handed
+    the array twice so that the output can carry both hidden indices (gram rows and columns)."""
     step = slab_rows(block.shape[-1])
     out = np.zeros((block.shape[1] + 1, block.shape[1]))
     for s in _slabs(block.shape[0], block.shape[1]):
