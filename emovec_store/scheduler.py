@@ -34,6 +34,7 @@ def connected(address: str, *, as_default: bool, timeout_s: float | None = None)
     import dask
 
     seconds = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    _check_address(address)
     try:
         # never distributed's own default (set_as_default): a Client registers itself as the global client
         # before it connects, and one that then fails stays registered until it is garbage-collected, so a
@@ -47,3 +48,19 @@ def connected(address: str, *, as_default: bool, timeout_s: float | None = None)
                          field="scheduler") from None
     with client, (dask.config.set(scheduler=client) if as_default else nullcontext()):
         yield client
+
+
+def _check_address(address: str) -> None:
+    """Parse ``address`` and resolve its host before any ``Client`` exists: a Client whose constructor fails
+    on a malformed address is left half-started in a reference cycle, and when it is collected (at exit,
+    or in the middle of later work) its ``close()`` waits 20 s and prints a traceback."""
+    from distributed.comm import resolve_address
+
+    try:
+        resolve_address(address)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise InputError(f"--scheduler {address!r} is not a scheduler address such as tcp://HOST:8786 ({exc})",
+                         field="scheduler") from None
+    except OSError as exc:  # a host name that does not resolve
+        raise InputError(f"cannot reach the dask scheduler at {address!r}: its host does not resolve ({exc})",
+                         field="scheduler") from None

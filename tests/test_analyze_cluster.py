@@ -107,3 +107,20 @@ def test_a_failed_scheduler_leaves_the_local_scheduler_in_place(address: str,
     finally:
         gc.enable()
     assert int(da.ones(4, chunks=2).sum().compute()) == 4
+
+
+@pytest.mark.parametrize("address", ["nonsense", "-1", "foo://host:1", "tcp://no-such-host.invalid:8786"])
+def test_a_bad_address_is_refused_before_any_client_exists(address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Client whose constructor fails on a malformed address stays half-started until it is collected;
+    its ``close()`` then waited 20 s and printed a traceback after the CLI's one line (or raised inside
+    later work). The address is parsed, and its host resolved, before a Client is built."""
+    from emovec_store.errors import InputError
+
+    def no_client(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a Client was built for {address!r}")
+
+    monkeypatch.setattr(distributed, "Client", no_client)
+    with pytest.raises(InputError, match="scheduler") as caught:
+        with scheduler.connected(address, as_default=False):
+            pass
+    assert address in str(caught.value)
