@@ -54,10 +54,10 @@ def _check_address(address: str) -> None:
     """Parse ``address`` and resolve its host before any ``Client`` exists: a Client whose constructor fails
     on a malformed address is left half-started in a reference cycle, and when it is collected (at exit,
     or in the middle of later work) its ``close()`` waits 20 s and prints a traceback."""
-    from distributed.comm import resolve_address
+    from distributed.comm.addressing import resolve_address
 
     try:
-        resolve_address(address)  # type: ignore[no-untyped-call]
+        resolve_address(address)
     except ValueError as exc:
         raise InputError(f"--scheduler {address!r} is not a scheduler address such as tcp://HOST:8786 ({exc})",
                          field="scheduler") from None
